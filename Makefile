@@ -1,0 +1,109 @@
+# truedy - Lua C module for the Truedy voice-agent API.
+#
+#   make            build the module for $(LUA_VERSION) (default 5.4)
+#   make demo       README command one: place a call (emulator unless TRUEDY_API_KEY is set)
+#   make test       README command two: the whole suite against a real emulator
+#   make install    copy the module under $(DESTDIR)$(PREFIX)
+#
+# Lua versions: LUA_VERSION=5.1|5.2|5.3|5.4|luajit.  Headers and flags come
+# from pkg-config; override LUA_INCDIR / LUA_CFLAGS / CURL_CFLAGS when needed.
+
+LUA_VERSION ?= 5.4
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+CC          ?= cc
+PKG_CONFIG  ?= pkg-config
+
+ifeq ($(LUA_VERSION),luajit)
+  LUA_PC    ?= luajit
+  LUA       ?= luajit
+  LUA_ABI   := 5.1
+else
+  LUA_PC    ?= lua$(LUA_VERSION)
+  LUA       ?= lua$(LUA_VERSION)
+  LUA_ABI   := $(LUA_VERSION)
+endif
+
+ifdef LUA_INCDIR
+  LUA_CFLAGS ?= -I$(LUA_INCDIR)
+else
+  LUA_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags $(LUA_PC) 2>/dev/null)
+endif
+CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
+CURL_LIBS   ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
+
+LUA_CMOD ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+LUA_LMOD ?= $(PREFIX)/share/lua/$(LUA_ABI)
+
+CFLAGS  ?= -O2 -g
+WARN    := -std=c99 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+ALL_CFLAGS := $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden $(LUA_CFLAGS) $(CURL_CFLAGS)
+LDFLAGS ?=
+ALL_LDFLAGS := -shared $(LDFLAGS)
+LIBS    := $(CURL_LIBS) -lpthread -lm
+
+SRCS := csrc/truedy.c csrc/client.c csrc/request.c csrc/params.c csrc/json.c \
+        csrc/errors.c csrc/util.c
+HDRS := csrc/truedy.h csrc/compat.h
+BUILD ?= build/$(LUA_VERSION)
+OBJS := $(SRCS:csrc/%.c=$(BUILD)/%.o)
+MODULE := $(BUILD)/truedy.so
+
+.PHONY: all deps demo test test-all check lint install uninstall clean valgrind sanitize emulator
+
+all: $(MODULE)
+
+$(BUILD)/%.o: csrc/%.c $(HDRS)
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(MODULE): $(OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LIBS)
+
+# Installs missing Debian packages when root, otherwise names them.
+deps:
+	@scripts/ensure-deps test
+
+demo:
+	@scripts/ensure-deps demo
+	@$(MAKE) --no-print-directory all
+	@scripts/demo
+
+test:
+	@scripts/ensure-deps test
+	@$(MAKE) --no-print-directory all
+	@scripts/run-tests
+
+# The suite under valgrind memcheck (definite leaks and errors fail it).
+valgrind:
+	@scripts/ensure-deps test
+	@$(MAKE) --no-print-directory all
+	@TRUEDY_TEST_WRAPPER=valgrind scripts/run-tests
+
+# The suite with the module built under AddressSanitizer + UBSan.
+sanitize:
+	@scripts/ensure-deps test
+	@$(MAKE) --no-print-directory all BUILD=build/sanitize \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  LDFLAGS="-fsanitize=address,undefined"
+	@TRUEDY_TEST_WRAPPER=sanitize TRUEDY_BUILD=build/sanitize scripts/run-tests
+
+# Static checks: luacheck, clang-tidy, cppcheck.
+lint:
+	luacheck --quiet .
+	clang-tidy --quiet $(SRCS) -- $(WARN) $(LUA_CFLAGS) $(CURL_CFLAGS)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	  --inline-suppr --suppress=missingIncludeSystem $(LUA_CFLAGS) $(CURL_CFLAGS) csrc
+
+emulator:
+	emulator/truedy-emulator run
+
+install: $(MODULE)
+	install -d $(DESTDIR)$(LUA_CMOD)
+	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_CMOD)/truedy.so
+
+uninstall:
+	rm -f $(DESTDIR)$(LUA_CMOD)/truedy.so
+
+clean:
+	rm -rf build

@@ -1,0 +1,713 @@
+/*
+ * client.c - the client userdata: options, the libcurl engine (one multi
+ * handle with a share handle and a pool of easy handles, so connections are
+ * reused across calls), and the API methods.
+ *
+ * The blocking calls are "start, then drive the engine until done": there is
+ * one engine, which later asynchronous APIs can drive step by step.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "truedy.h"
+
+#define DEFAULT_TIMEOUT 30.0
+#define DEFAULT_CONNECT_TIMEOUT 10.0
+#define DEFAULT_MAX_RETRIES 2
+#define DEFAULT_RETRY_BASE_DELAY 0.5
+#define DEFAULT_RETRY_MAX_DELAY 8.0
+#define DEFAULT_MAX_RETRY_WAIT 60.0
+#define DEFAULT_MAX_CONNECTIONS 8
+#define DEFAULT_MAX_RESPONSE_BYTES (4L * 1024 * 1024)
+#define MAX_RETRIES_LIMIT 10
+
+static const char *const client_options[] = {
+    "api_key",        "base_url",         "timeout",            "connect_timeout",
+    "max_retries",    "retry_base_delay", "retry_max_delay",    "max_retry_wait",
+    "max_connections", "max_response_bytes", "user_agent",      "ca_file",
+    "ca_path",        "allow_insecure_http", "debug",           NULL};
+
+/* ---- option reading (programmer errors raise) ----------------------------- */
+
+static void check_option_names(lua_State *L, int t, const char *fname, const char *const *names) {
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        int i, known = 0;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "%s: option names must be strings", fname);
+        for (i = 0; names[i]; i++)
+            if (strcmp(lua_tostring(L, -1), names[i]) == 0)
+                known = 1;
+        if (!known)
+            luaL_error(L, "%s: unknown option '%s'", fname, lua_tostring(L, -1));
+    }
+}
+
+/* Number option in [min, max]; def when absent. */
+static double opt_number(lua_State *L, int t, const char *fname, const char *name, double def,
+                         double min, double max) {
+    double v = def;
+    if (t == 0)
+        return def;
+    lua_getfield(L, t, name);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            luaL_error(L, "%s: option '%s' must be a number, got %s", fname, name,
+                       luaL_typename(L, -1));
+        v = (double)lua_tonumber(L, -1);
+        if (!(v >= min && v <= max))
+            luaL_error(L, "%s: option '%s' must be between %g and %g", fname, name, min, max);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static long opt_whole(lua_State *L, int t, const char *fname, const char *name, long def, long min,
+                      long max) {
+    double v = opt_number(L, t, fname, name, (double)def, (double)min, (double)max);
+    if (v != floor(v))
+        luaL_error(L, "%s: option '%s' must be a whole number", fname, name);
+    return (long)v;
+}
+
+static int opt_bool(lua_State *L, int t, const char *fname, const char *name) {
+    int v = 0;
+    if (t == 0)
+        return 0;
+    lua_getfield(L, t, name);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+            luaL_error(L, "%s: option '%s' must be a boolean", fname, name);
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* String option, or getenv(env) when absent; NULL when neither.  The value
+ * stays valid while the options table (or the environment) holds it. */
+static const char *opt_string(lua_State *L, int t, const char *fname, const char *name,
+                              const char *env) {
+    const char *v = NULL;
+    if (t != 0) {
+        lua_getfield(L, t, name);
+        if (!lua_isnil(L, -1)) {
+            if (lua_type(L, -1) != LUA_TSTRING)
+                luaL_error(L, "%s: option '%s' must be a string, got %s", fname, name,
+                           luaL_typename(L, -1));
+            v = lua_tostring(L, -1);
+        }
+        lua_pop(L, 1); /* the string stays anchored in the options table */
+    }
+    if (v == NULL && env != NULL) {
+        v = getenv(env);
+        if (v != NULL && v[0] == '\0')
+            v = NULL;
+    }
+    return v;
+}
+
+/* ---- base URL policy ---------------------------------------------------- */
+
+static int host_is_loopback(const char *host) {
+    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+           strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+}
+
+/* NULL when the URL is acceptable, else why not (into buf). */
+static const char *check_base_url(const char *url, int allow_http, char *buf, size_t cap) {
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *user = NULL, *query = NULL, *fragment = NULL;
+    const char *why = NULL;
+    if (u == NULL)
+        return "out of memory";
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+        why = "base_url is not a valid absolute URL (like https://api.truedy.ai/api/public/v1)";
+        goto done;
+    }
+    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    curl_url_get(u, CURLUPART_HOST, &host, 0);
+    curl_url_get(u, CURLUPART_USER, &user, 0);
+    curl_url_get(u, CURLUPART_QUERY, &query, 0);
+    curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0);
+    if (scheme == NULL || (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0)) {
+        why = "base_url must use https:// (or http:// to a loopback address)";
+    } else if (user != NULL) {
+        why = "base_url must not carry credentials; give the key as api_key";
+    } else if (query != NULL || fragment != NULL) {
+        why = "base_url must not have a query or a fragment";
+    } else if (strcmp(scheme, "http") == 0 && !allow_http && host && !host_is_loopback(host)) {
+        snprintf(buf, cap,
+                 "base_url uses plain http:// to %s, which would send the API key unencrypted; "
+                 "use https://, or set allow_insecure_http = true if you really mean it",
+                 host);
+        why = buf;
+    }
+done:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(user);
+    curl_free(query);
+    curl_free(fragment);
+    curl_url_cleanup(u);
+    return why;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+td_client *td_check_client(lua_State *L, int idx) {
+    td_client *c = luaL_checkudata(L, idx, TD_CLIENT_MT);
+    if (c->closed)
+        luaL_error(L, "truedy: the client is closed");
+    return c;
+}
+
+static void free_secret(char **p) {
+    if (*p) {
+        volatile char *v = *p;
+        while (*v)
+            *v++ = '\0'; /* do not leave the key in freed memory */
+        free(*p);
+        *p = NULL;
+    }
+}
+
+static void client_close(td_client *c) {
+    td_request *r;
+    int i;
+    if (c->closed)
+        return;
+    c->closed = 1;
+    /* detach every live request: their handles die with the engine */
+    for (r = c->requests; r != NULL;) {
+        td_request *next = r->next;
+        if (r->easy) {
+            if (r->in_multi)
+                curl_multi_remove_handle(c->multi, r->easy);
+            curl_easy_cleanup(r->easy);
+            r->easy = NULL;
+            r->in_multi = 0;
+        }
+        if (r->state != TD_DONE) {
+            r->state = TD_DONE;
+            r->result = CURLE_ABORTED_BY_CALLBACK;
+            snprintf(r->errbuf, sizeof r->errbuf, "the client was closed");
+        }
+        r->client = NULL;
+        r->prev = r->next = NULL;
+        r = next;
+    }
+    c->requests = NULL;
+    for (i = 0; i < c->pool_len; i++)
+        curl_easy_cleanup(c->pool[i]);
+    c->pool_len = 0;
+    if (c->multi)
+        curl_multi_cleanup(c->multi);
+    c->multi = NULL;
+    if (c->share)
+        curl_share_cleanup(c->share);
+    c->share = NULL;
+    free_secret(&c->api_key);
+    free_secret(&c->auth_header);
+    free(c->base_url);
+    free(c->ua_header);
+    free(c->ca_file);
+    free(c->ca_path);
+    c->base_url = c->ua_header = c->ca_file = c->ca_path = NULL;
+}
+
+static int client_gc(lua_State *L) {
+    client_close(luaL_checkudata(L, 1, TD_CLIENT_MT));
+    return 0;
+}
+
+static int client_close_method(lua_State *L) {
+    client_close(luaL_checkudata(L, 1, TD_CLIENT_MT));
+    return 0;
+}
+
+static int client_tostring(lua_State *L) {
+    td_client *c = luaL_checkudata(L, 1, TD_CLIENT_MT);
+    if (c->closed)
+        lua_pushstring(L, "truedy.client (closed)");
+    else /* never the key */
+        lua_pushfstring(L, "truedy.client (%s)", c->base_url);
+    return 1;
+}
+
+static char *dup_or_null(const char *s) {
+    char *d;
+    size_t n;
+    if (s == NULL)
+        return NULL;
+    n = strlen(s) + 1;
+    d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+static char *concat3(const char *a, const char *b, const char *c) {
+    size_t na = strlen(a), nb = strlen(b), nc = strlen(c);
+    char *d = malloc(na + nb + nc + 1);
+    if (d) {
+        memcpy(d, a, na);
+        memcpy(d + na, b, nb);
+        memcpy(d + na + nb, c, nc + 1);
+    }
+    return d;
+}
+
+/* truedy.new([opts]) -> client | nil, err */
+static int client_create(lua_State *L, int t) {
+    const char *fname = "truedy.new";
+    const char *api_key, *base_url, *user_agent, *ca_file, *ca_path, *why;
+    char whybuf[256], ua[256];
+    size_t n;
+    int allow_http;
+    td_client *c, opt;
+    CURLMcode mrc = CURLM_OK;
+    CURLSHcode src = CURLSHE_OK;
+    const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+
+    if (t != 0)
+        check_option_names(L, t, fname, client_options);
+    api_key = opt_string(L, t, fname, "api_key", "TRUEDY_API_KEY");
+    base_url = opt_string(L, t, fname, "base_url", "TRUEDY_BASE_URL");
+    user_agent = opt_string(L, t, fname, "user_agent", NULL);
+    ca_file = opt_string(L, t, fname, "ca_file", NULL);
+    ca_path = opt_string(L, t, fname, "ca_path", NULL);
+    if (base_url == NULL)
+        base_url = TD_DEFAULT_BASE_URL;
+    allow_http = opt_bool(L, t, fname, "allow_insecure_http");
+    if (user_agent && td_has_ctl(user_agent, strlen(user_agent)))
+        luaL_error(L, "%s: option 'user_agent' must not contain control characters", fname);
+
+    if (api_key == NULL)
+        return td_push_config_error(
+            L, "no API key: set TRUEDY_API_KEY or pass api_key to truedy.new{...}");
+    n = strlen(api_key);
+    if (td_has_ctl(api_key, n) || strchr(api_key, ' ') != NULL)
+        return td_push_config_error(L, "the API key contains spaces or control characters");
+    if (td_has_ctl(base_url, strlen(base_url)))
+        return td_push_config_error(L, "base_url contains control characters");
+    why = check_base_url(base_url, allow_http, whybuf, sizeof whybuf);
+    if (why != NULL)
+        return td_push_config_error(L, why);
+
+    /* every option is read (and may raise) before anything is allocated */
+    memset(&opt, 0, sizeof opt);
+    opt.timeout_ms = (long)(1000 * opt_number(L, t, fname, "timeout", DEFAULT_TIMEOUT, 0.001, 86400));
+    opt.connect_timeout_ms = (long)(1000 * opt_number(L, t, fname, "connect_timeout",
+                                                      DEFAULT_CONNECT_TIMEOUT, 0.001, 86400));
+    opt.max_retries =
+        (int)opt_whole(L, t, fname, "max_retries", DEFAULT_MAX_RETRIES, 0, MAX_RETRIES_LIMIT);
+    opt.retry_base_delay =
+        opt_number(L, t, fname, "retry_base_delay", DEFAULT_RETRY_BASE_DELAY, 0, 3600);
+    opt.retry_max_delay =
+        opt_number(L, t, fname, "retry_max_delay", DEFAULT_RETRY_MAX_DELAY, 0, 3600);
+    opt.max_retry_wait = opt_number(L, t, fname, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT, 0, 3600);
+    opt.max_connections =
+        opt_whole(L, t, fname, "max_connections", DEFAULT_MAX_CONNECTIONS, 1, TD_POOL_MAX);
+    opt.max_response_bytes = (size_t)opt_whole(L, t, fname, "max_response_bytes",
+                                               DEFAULT_MAX_RESPONSE_BYTES, 1024, 1024L * 1024 * 1024);
+    opt.debug = opt_bool(L, t, fname, "debug");
+
+    c = td_newuserdata(L, sizeof *c);
+    *c = opt; /* all pointers NULL: __gc frees whatever gets built below */
+    luaL_getmetatable(L, TD_CLIENT_MT);
+    lua_setmetatable(L, -2);
+
+    snprintf(ua, sizeof ua, "User-Agent: truedy-lua/%s (%s; libcurl/%s)", TRUEDY_VERSION,
+             TD_LUA_NAME, cv && cv->version ? cv->version : "?");
+    c->api_key = dup_or_null(api_key);
+    c->auth_header = concat3("Authorization: Bearer ", api_key, "");
+    c->ua_header = concat3(ua, user_agent ? " " : "", user_agent ? user_agent : "");
+    c->base_url = dup_or_null(base_url);
+    c->ca_file = dup_or_null(ca_file);
+    c->ca_path = dup_or_null(ca_path);
+    c->multi = curl_multi_init();
+    c->share = curl_share_init();
+    if (!c->api_key || !c->auth_header || !c->ua_header || !c->base_url ||
+        (ca_file && !c->ca_file) || (ca_path && !c->ca_path) || !c->multi || !c->share)
+        return luaL_error(L, "truedy: out of memory");
+    /* the API paths are appended to the base: drop trailing slashes */
+    n = strlen(c->base_url);
+    while (n > 0 && c->base_url[n - 1] == '/')
+        c->base_url[--n] = '\0';
+
+    src |= curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    src |= curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    mrc |= curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, c->max_connections);
+    mrc |= curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->max_connections);
+    mrc |= curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    if (src != CURLSHE_OK || mrc != CURLM_OK)
+        return luaL_error(L, "truedy: could not configure libcurl");
+    return 1;
+}
+
+int td_client_new(lua_State *L) {
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TTABLE);
+    return client_create(L, lua_istable(L, 1) ? 1 : 0);
+}
+
+/* ---- the engine ---------------------------------------------------------- */
+
+static CURL *new_easy(td_client *c) {
+    CURL *e = curl_easy_init();
+    CURLcode rc = CURLE_OK;
+    if (e == NULL)
+        return NULL;
+    rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L); /* threads: never SIGALRM */
+    rc |= curl_easy_setopt(e, CURLOPT_SHARE, c->share);
+    rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    /* redirects are never followed: one could carry the key to another host */
+    rc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response_bytes);
+    if (c->ca_file)
+        rc |= curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+    if (c->ca_path)
+        rc |= curl_easy_setopt(e, CURLOPT_CAPATH, c->ca_path);
+    if (rc != CURLE_OK) {
+        curl_easy_cleanup(e);
+        return NULL;
+    }
+    return e;
+}
+
+CURL *td_client_take_easy(td_client *c) {
+    if (c->pool_len > 0)
+        return c->pool[--c->pool_len];
+    return new_easy(c);
+}
+
+void td_client_give_easy(td_client *c, CURL *easy) {
+    if (!c->closed && c->pool_len < c->max_connections && c->pool_len < TD_POOL_MAX)
+        c->pool[c->pool_len++] = easy;
+    else
+        curl_easy_cleanup(easy);
+}
+
+/* Drive every transfer of the client until r is finished.  No Lua runs
+ * inside libcurl; between libcurl calls, finished attempts are classified
+ * (which may decode a 429 body under lua_pcall). */
+void td_client_run(lua_State *L, td_client *c, td_request *r) {
+    if (r->state == TD_IDLE && td_request_start_attempt(r) != 0) {
+        r->result = CURLE_OUT_OF_MEMORY;
+        r->state = TD_DONE;
+        td_request_release(r);
+        return;
+    }
+    while (r->state != TD_DONE) {
+        int running = 0, queued = 0;
+        double now, next_due = -1;
+        long wait_ms = 1000;
+        CURLMsg *m;
+        td_request *x;
+        int restarted = 0;
+        if (curl_multi_perform(c->multi, &running) != CURLM_OK) {
+            if (r->in_multi)
+                td_request_attempt_done(L, r, CURLE_OUT_OF_MEMORY);
+            r->state = TD_DONE;
+            td_request_release(r);
+            break;
+        }
+        while ((m = curl_multi_info_read(c->multi, &queued)) != NULL) {
+            if (m->msg == CURLMSG_DONE) {
+                CURL *easy = m->easy_handle;
+                CURLcode result = m->data.result;
+                td_request *done = NULL;
+                curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&done);
+                if (done)
+                    td_request_attempt_done(L, done, result);
+            }
+        }
+        now = td_monotonic();
+        for (x = c->requests; x != NULL; x = x->next) {
+            if (x->state != TD_WAITING)
+                continue;
+            if (x->retry_at <= now) {
+                restarted = 1;
+                if (td_request_start_attempt(x) != 0) {
+                    x->result = CURLE_OUT_OF_MEMORY;
+                    x->state = TD_DONE;
+                    td_request_release(x);
+                }
+            } else if (next_due < 0 || x->retry_at < next_due) {
+                next_due = x->retry_at;
+            }
+        }
+        if (r->state == TD_DONE)
+            break;
+        if (restarted)
+            continue; /* let curl_multi_perform pick the new attempts up at once */
+        if (next_due >= 0) {
+            double ms = ceil((next_due - now) * 1000.0);
+            if (ms < wait_ms)
+                wait_ms = ms < 0 ? 0 : (long)ms;
+        }
+        curl_multi_poll(c->multi, NULL, 0, (int)wait_ms, NULL);
+    }
+}
+
+/* ---- methods --------------------------------------------------------------- */
+
+static const char *const create_options[] = {"idempotency_key", "timeout", "max_retries", NULL};
+static const char *const read_options[] = {"timeout", "max_retries", NULL};
+
+/* Per-call options at idx (table or nil) onto r. */
+static void apply_call_options(lua_State *L, int idx, td_request *r, const char *fname,
+                               const char *const *names) {
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    check_option_names(L, idx, fname, names);
+    lua_getfield(L, idx, "timeout");
+    if (!lua_isnil(L, -1))
+        r->timeout_ms = (long)(1000 * opt_number(L, idx, fname, "timeout", 0, 0.001, 86400));
+    lua_pop(L, 1);
+    r->max_retries =
+        (int)opt_whole(L, idx, fname, "max_retries", r->max_retries, 0, MAX_RETRIES_LIMIT);
+}
+
+/* The caller's idempotency key, checked; 0 when absent or fine. */
+static int read_idempotency_key(lua_State *L, int idx, td_request *r, td_fail *f) {
+    size_t n;
+    const char *key;
+    memset(f, 0, sizeof *f);
+    if (lua_isnoneornil(L, idx))
+        return 0;
+    lua_getfield(L, idx, "idempotency_key");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    snprintf(f->field, sizeof f->field, "idempotency_key");
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        snprintf(f->rule, sizeof f->rule, "must be a string, got %s", luaL_typename(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    key = lua_tolstring(L, -1, &n);
+    if (n == 0 || n > TD_IDEM_KEY_MAX) {
+        snprintf(f->rule, sizeof f->rule, "must be 1 to %d characters long", TD_IDEM_KEY_MAX);
+        lua_pop(L, 1);
+        return -1;
+    }
+    {
+        size_t i;
+        for (i = 0; i < n; i++) {
+            unsigned char ch = (unsigned char)key[i];
+            if (ch <= 0x20 || ch >= 0x7f) {
+                snprintf(f->rule, sizeof f->rule,
+                         "must be printable ASCII without spaces (it travels in an HTTP header)");
+                lua_pop(L, 1);
+                return -1;
+            }
+        }
+    }
+    memcpy(r->idem_key, key, n);
+    r->idem_key[n] = '\0';
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int run_request(lua_State *L, td_client *c, td_request *r) {
+    if (td_request_set_headers(r, r->body.len > 0) != 0)
+        return luaL_error(L, "truedy: out of memory");
+    td_client_run(L, c, r);
+    return td_request_push_outcome(L, r);
+}
+
+/* client:create_call(params [, opts]) -> envelope | nil, err */
+static int client_create_call(lua_State *L) {
+    td_client *c = td_check_client(L, 1);
+    td_request *r;
+    td_fail fail;
+    int rc;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 3);
+    r = td_request_new(L, 1, "create_call");
+    r->method = "POST";
+    apply_call_options(L, 3, r, "create_call", create_options);
+    if (read_idempotency_key(L, 3, r, &fail) != 0)
+        return td_push_invalid(L, &fail);
+    memset(&fail, 0, sizeof fail);
+    rc = td_params_create_call(L, 2, &r->body, &fail);
+    if (rc == -1)
+        return td_push_invalid(L, &fail);
+    if (rc != 0)
+        return luaL_error(L, "truedy: out of memory");
+    /* every create carries a key, so a retry can never dial twice */
+    if (r->idem_key[0] == '\0')
+        td_uuid4(r->idem_key);
+    if (td_request_set_url(r, "/calls", NULL) != 0)
+        return luaL_error(L, "truedy: out of memory");
+    return run_request(L, c, r);
+}
+
+/* Percent-encode s into out (RFC 3986 unreserved characters stay). */
+static int url_escape(td_buf *out, const char *s, size_t n) {
+    static const char hex[] = "0123456789ABCDEF";
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            if (td_buf_putc(out, (char)ch))
+                return -1;
+        } else {
+            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            if (td_buf_append(out, esc, 3))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* client:get_call(call_id [, opts]) -> envelope | nil, err */
+static int client_get_call(lua_State *L) {
+    td_client *c = td_check_client(L, 1);
+    td_request *r;
+    size_t n;
+    const char *id = luaL_checklstring(L, 2, &n);
+    td_buf path = {0};
+    int rc;
+    lua_settop(L, 3);
+    r = td_request_new(L, 1, "get_call");
+    r->method = "GET";
+    apply_call_options(L, 3, r, "get_call", read_options);
+    if (n == 0 || !td_utf8_valid(id, n)) {
+        td_fail fail;
+        snprintf(fail.field, sizeof fail.field, "call_id");
+        snprintf(fail.rule, sizeof fail.rule, "must be a non-empty UTF-8 string");
+        return td_push_invalid(L, &fail);
+    }
+    /* the id is escaped: "../x" must not walk out of /calls/ */
+    rc = td_buf_puts(&path, "/calls/") || url_escape(&path, id, n);
+    rc = rc || td_request_set_url(r, path.data, NULL);
+    td_buf_free(&path);
+    if (rc)
+        return luaL_error(L, "truedy: out of memory");
+    return run_request(L, c, r);
+}
+
+/* client:list_calls([filters [, opts]]) -> envelope | nil, err */
+static int client_list_calls(lua_State *L) {
+    td_client *c = td_check_client(L, 1);
+    td_request *r;
+    td_buf query = {0};
+    td_fail fail;
+    int rc = 0, bad = 0;
+    lua_settop(L, 3);
+    if (!lua_isnil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    r = td_request_new(L, 1, "list_calls");
+    r->method = "GET";
+    apply_call_options(L, 3, r, "list_calls", read_options);
+    memset(&fail, 0, sizeof fail);
+    if (lua_istable(L, 2)) {
+        lua_pushnil(L);
+        while (!bad && !rc && lua_next(L, 2) != 0) {
+            size_t kn, vn;
+            const char *k, *v;
+            char num[64];
+            if (lua_type(L, -2) != LUA_TSTRING) {
+                lua_pop(L, 2);
+                return luaL_error(L, "list_calls: filter names must be strings");
+            }
+            k = lua_tolstring(L, -2, &kn);
+            snprintf(fail.field, sizeof fail.field, "%s", k);
+            if (lua_type(L, -1) == LUA_TNUMBER) {
+                lua_Number d = lua_tonumber(L, -1);
+                if ((strcmp(k, "limit") == 0 && !(d >= 1 && d <= 100 && d == floor(d))) ||
+                    (strcmp(k, "offset") == 0 && !(d >= 0 && d == floor(d) && d < 1e15))) {
+                    snprintf(fail.rule, sizeof fail.rule,
+                             strcmp(k, "limit") == 0 ? "must be a whole number from 1 to 100"
+                                                     : "must be a whole number, 0 or more");
+                    bad = 1;
+                }
+                if (td_isinteger(L, -1))
+                    snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, -1));
+                else
+                    td_format_double(num, sizeof num, (double)d);
+                v = num;
+                vn = strlen(num);
+            } else if (lua_type(L, -1) == LUA_TSTRING) {
+                v = lua_tolstring(L, -1, &vn);
+                if (!td_utf8_valid(v, vn)) {
+                    snprintf(fail.rule, sizeof fail.rule, "must be valid UTF-8 text");
+                    bad = 1;
+                }
+            } else if (lua_type(L, -1) == LUA_TBOOLEAN) {
+                v = lua_toboolean(L, -1) ? "true" : "false";
+                vn = strlen(v);
+            } else {
+                snprintf(fail.rule, sizeof fail.rule, "must be a string, number or boolean, got %s",
+                         luaL_typename(L, -1));
+                bad = 1;
+                v = "";
+                vn = 0;
+            }
+            if (!bad)
+                rc = (query.len > 0 && td_buf_putc(&query, '&')) || url_escape(&query, k, kn) ||
+                     td_buf_putc(&query, '=') || url_escape(&query, v, vn);
+            lua_pop(L, 1);
+        }
+        if (bad || rc)
+            lua_pop(L, 1); /* the key lua_next left */
+    }
+    if (!bad && !rc)
+        rc = td_request_set_url(r, "/calls", query.data);
+    td_buf_free(&query);
+    if (bad)
+        return td_push_invalid(L, &fail);
+    if (rc)
+        return luaL_error(L, "truedy: out of memory");
+    return run_request(L, c, r);
+}
+
+void td_client_init(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        {"create_call", client_create_call},
+        {"get_call", client_get_call},
+        {"list_calls", client_list_calls},
+        {"close", client_close_method},
+        {NULL, NULL},
+    };
+    luaL_newmetatable(L, TD_CLIENT_MT);
+    lua_newtable(L);
+    td_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, client_gc);
+    lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+    lua_pushcfunction(L, client_close_method);
+    lua_setfield(L, -2, "__close");
+#endif
+    lua_pushcfunction(L, client_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "truedy.client");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+}
+
+/* Methods for the module-level shortcuts in truedy.c */
+int td_client_create_call(lua_State *L) { return client_create_call(L); }
+int td_client_get_call(lua_State *L) { return client_get_call(L); }
+int td_client_list_calls(lua_State *L) { return client_list_calls(L); }
+int td_client_create_with(lua_State *L, int opts_idx) { return client_create(L, opts_idx); }

@@ -1,0 +1,107 @@
+/*
+ * compat.h - every difference between Lua 5.1, 5.2, 5.3, 5.4 and LuaJIT 2.1
+ * that truedy cares about, in one place.  The rest of the sources use only
+ * the td_* names below and the API common to all versions.
+ */
+#ifndef TRUEDY_COMPAT_H
+#define TRUEDY_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+/* LuaJIT's lualib.h names its "jit" library; that is how it is recognised. */
+#ifdef LUA_JITLIBNAME
+#include <luajit.h>
+#endif
+
+#ifdef LUAJIT_VERSION_NUM
+#define TD_LUAJIT 1
+#else
+#define TD_LUAJIT 0
+#endif
+
+#ifndef LUA_OK
+#define LUA_OK 0
+#endif
+
+/* The registry key pattern of 5.2+ (lua_rawgetp/rawsetp) written for all. */
+static inline void td_rawgetp(lua_State *L, int idx, const void *key) {
+    idx = (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
+    lua_pushlightuserdata(L, (void *)(size_t)key);
+    lua_rawget(L, idx);
+}
+
+/* Pops the value on top and stores it at t[key] (t at idx). */
+static inline void td_rawsetp(lua_State *L, int idx, const void *key) {
+    idx = (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
+    lua_pushlightuserdata(L, (void *)(size_t)key);
+    lua_insert(L, -2);
+    lua_rawset(L, idx);
+}
+
+static inline int td_absindex(lua_State *L, int idx) {
+    return (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
+}
+
+#if LUA_VERSION_NUM >= 502
+#define td_rawlen(L, i) lua_rawlen((L), (i))
+#else
+#define td_rawlen(L, i) lua_objlen((L), (i))
+#endif
+
+/* luaL_setfuncs / luaL_testudata / luaL_setmetatable exist in 5.2+ and in
+ * LuaJIT 2.1; plain 5.1 needs them written out. */
+#if LUA_VERSION_NUM >= 502 || TD_LUAJIT
+#define td_setfuncs(L, l, n) luaL_setfuncs((L), (l), (n))
+#define td_testudata(L, i, t) luaL_testudata((L), (i), (t))
+#else
+static inline void td_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+    luaL_checkstack(L, nup + 1, "too many upvalues");
+    for (; l->name != NULL; l++) {
+        int i;
+        for (i = 0; i < nup; i++)
+            lua_pushvalue(L, -nup);
+        lua_pushcclosure(L, l->func, nup);
+        lua_setfield(L, -(nup + 2), l->name);
+    }
+    lua_pop(L, nup);
+}
+
+static inline void *td_testudata(lua_State *L, int ud, const char *tname) {
+    void *p = lua_touserdata(L, ud);
+    if (p != NULL && lua_getmetatable(L, ud)) {
+        luaL_getmetatable(L, tname);
+        if (!lua_rawequal(L, -1, -2))
+            p = NULL;
+        lua_pop(L, 2);
+        return p;
+    }
+    return NULL;
+}
+#endif
+
+/* Full userdata without user values (5.4 lets us ask for zero). */
+#if LUA_VERSION_NUM >= 504
+#define td_newuserdata(L, sz) lua_newuserdatauv((L), (sz), 0)
+#else
+#define td_newuserdata(L, sz) lua_newuserdata((L), (sz))
+#endif
+
+/* Integer subtype: 5.3+ has one; older Luas only have doubles. */
+#if LUA_VERSION_NUM >= 503
+#define TD_HAS_INTEGERS 1
+#define td_isinteger(L, i) lua_isinteger((L), (i))
+#else
+#define TD_HAS_INTEGERS 0
+#define td_isinteger(L, i) 0
+#endif
+
+/* Version string for the User-Agent. */
+#if TD_LUAJIT
+#define TD_LUA_NAME LUAJIT_VERSION
+#else
+#define TD_LUA_NAME LUA_RELEASE
+#endif
+
+#endif /* TRUEDY_COMPAT_H */

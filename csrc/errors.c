@@ -1,0 +1,168 @@
+/*
+ * errors.c - the one error object of truedy.
+ *
+ * An error is a plain Lua table with stable fields (kind, message, status,
+ * code, details, field, request_id, retryable, attempts, idempotency_key,
+ * retry_after, curl_code) and a metatable whose __tostring prints one
+ * readable line.  Being a plain table, it survives copies that drop
+ * metatables (ngx.run_worker_thread); truedy.format_error prints it then.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "truedy.h"
+
+void td_set_str(lua_State *L, const char *k, const char *v) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void td_set_lstr(lua_State *L, const char *k, const char *v, size_t n) {
+    lua_pushlstring(L, v, n);
+    lua_setfield(L, -2, k);
+}
+
+void td_set_int(lua_State *L, const char *k, lua_Integer v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void td_set_num(lua_State *L, const char *k, lua_Number v) {
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void td_set_bool(lua_State *L, const char *k, int v) {
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void td_error_new(lua_State *L, const char *kind, const char *message) {
+    lua_createtable(L, 0, 12);
+    td_set_str(L, "kind", kind);
+    td_set_str(L, "message", message);
+    td_set_bool(L, "retryable", 0);
+    luaL_getmetatable(L, TD_ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+int td_push_invalid(lua_State *L, const td_fail *f) {
+    lua_pushnil(L);
+    td_error_new(L, "invalid_params", f->rule);
+    if (f->field[0] != '\0')
+        td_set_str(L, "field", f->field);
+    td_set_int(L, "attempts", 0);
+    return 2;
+}
+
+int td_push_config_error(lua_State *L, const char *message) {
+    lua_pushnil(L);
+    td_error_new(L, "config", message);
+    td_set_int(L, "attempts", 0);
+    return 2;
+}
+
+/* Field of the table at idx as a string, or NULL (numbers are converted
+ * on a copy so the table is untouched). */
+static const char *field_str(lua_State *L, int idx, const char *k) {
+    const char *s = NULL;
+    lua_getfield(L, idx, k);
+    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+        s = lua_tostring(L, -1);
+    /* the value stays on the stack until the caller's lua_settop */
+    return s;
+}
+
+/* truedy.format_error(err) and __tostring: one line, e.g.
+ *   truedy: 422 validation_error: phone_number: Must be in E.164 format (request_id=req_1)
+ */
+static int error_tostring(lua_State *L) {
+    luaL_Buffer b;
+    const char *kind, *code, *message, *field, *request_id, *reason = NULL;
+    lua_Integer status = 0, attempts = 0;
+    lua_settop(L, 1);
+    kind = lua_type(L, 1) == LUA_TTABLE ? field_str(L, 1, "kind") : NULL;
+    if (kind == NULL) { /* not one of ours (no kind): never recurse into __tostring */
+        if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
+            lua_pushstring(L, lua_tostring(L, 1));
+        else
+            lua_pushfstring(L, "%s: %p", luaL_typename(L, 1), lua_topointer(L, 1));
+        return 1;
+    }
+    code = field_str(L, 1, "code");
+    message = field_str(L, 1, "message");
+    field = field_str(L, 1, "field");
+    request_id = field_str(L, 1, "request_id");
+    lua_getfield(L, 1, "status");
+    if (lua_type(L, -1) == LUA_TNUMBER)
+        status = (lua_Integer)lua_tonumber(L, -1);
+    lua_getfield(L, 1, "attempts");
+    if (lua_type(L, -1) == LUA_TNUMBER)
+        attempts = (lua_Integer)lua_tonumber(L, -1);
+    lua_getfield(L, 1, "details");
+    if (lua_type(L, -1) == LUA_TTABLE)
+        reason = field_str(L, -1, "reason");
+
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "truedy: ");
+    if (strcmp(kind, "api") == 0) {
+        char num[32];
+        if (status > 0) {
+            snprintf(num, sizeof num, "%lld ", (long long)status);
+            luaL_addstring(&b, num);
+        }
+        luaL_addstring(&b, code ? code : "error");
+        luaL_addstring(&b, ": ");
+        if (field && reason) {
+            luaL_addstring(&b, field);
+            luaL_addstring(&b, ": ");
+            luaL_addstring(&b, reason);
+        } else if (message) {
+            luaL_addstring(&b, message);
+        }
+    } else {
+        luaL_addstring(&b, kind);
+        luaL_addstring(&b, ": ");
+        if (field) {
+            luaL_addstring(&b, field);
+            luaL_addstring(&b, ": ");
+        }
+        luaL_addstring(&b, message ? message : "unknown error");
+    }
+    if (request_id) {
+        luaL_addstring(&b, " (request_id=");
+        luaL_addstring(&b, request_id);
+        luaL_addstring(&b, ")");
+    }
+    if (attempts > 1) {
+        char num[48];
+        snprintf(num, sizeof num, " after %lld attempts", (long long)attempts);
+        luaL_addstring(&b, num);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* "text" .. err and err .. "text" */
+static int error_concat(lua_State *L) {
+    int i;
+    for (i = 1; i <= 2; i++) {
+        lua_pushcfunction(L, error_tostring);
+        lua_pushvalue(L, i);
+        lua_call(L, 1, 1);
+    }
+    lua_concat(L, 2);
+    return 1;
+}
+
+void td_error_init(lua_State *L) {
+    luaL_newmetatable(L, TD_ERROR_MT);
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, error_concat);
+    lua_setfield(L, -2, "__concat");
+    lua_pop(L, 1);
+    /* module table is on top: export the formatter */
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "format_error");
+}

@@ -1,0 +1,378 @@
+/*
+ * json.c - JSON for truedy.
+ *
+ * Encoding is done here, in C, rather than by lua-cjson: cjson 2.1.0 prints
+ * numbers with 14 significant digits (1234567890123456 would be sent as
+ * 1.2345678901235e+15), cannot say which field made it fail, and writes keys
+ * in table order.  Walking the tables ourselves checks, names and encodes in
+ * one pass, writes every integer exactly and sorts object keys so the same
+ * parameters always produce the same bytes -- which the API's idempotency
+ * store needs to recognise a replay.
+ *
+ * Decoding uses a private lua-cjson instance (cjson.new(), so the user's own
+ * cjson settings are never touched), followed by a normalising walk.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "truedy.h"
+
+#define TD_MAX_DEPTH 32        /* nesting accepted in parameters */
+#define TD_DECODE_MAX_DEPTH 128 /* nesting accepted in responses */
+#define TD_SMALL_KEYS 16
+
+static const char decode_key = 'd'; /* registry slot of the cjson decoder */
+
+int td_is_null(lua_State *L, int idx) {
+    return lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL;
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+int td_json_encode_string(td_buf *out, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    size_t i, run = 0;
+    if (td_buf_reserve(out, n + 2) != 0 || td_buf_putc(out, '"') != 0)
+        return -1;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        size_t elen = 2;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        /* flush the plain run before this byte */
+        if (td_buf_append(out, s + run, i - run) != 0)
+            return -1;
+        run = i + 1;
+        esc[0] = '\\';
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            elen = 6;
+        }
+        if (td_buf_append(out, esc, elen) != 0)
+            return -1;
+    }
+    if (td_buf_append(out, s + run, n - run) != 0)
+        return -1;
+    return td_buf_putc(out, '"');
+}
+
+static int key_cmp(const void *a, const void *b) {
+    const td_key *x = a, *y = b;
+    size_t n = x->n < y->n ? x->n : y->n;
+    int c = memcmp(x->s, y->s, n);
+    if (c != 0)
+        return c;
+    return (x->n > y->n) - (x->n < y->n);
+}
+
+static const char *type_phrase(lua_State *L, int idx) {
+    switch (lua_type(L, idx)) {
+    case LUA_TFUNCTION: return "a function";
+    case LUA_TUSERDATA: return "a userdata";
+    case LUA_TLIGHTUSERDATA: return "a light userdata";
+    case LUA_TTHREAD: return "a coroutine";
+    case LUA_TTABLE: return "a table";
+    case LUA_TSTRING: return "a string";
+    case LUA_TNUMBER: return "a number";
+    case LUA_TBOOLEAN: return "a boolean";
+    default: return "nil";
+    }
+}
+
+/* Shape of a table: 0 empty, 1 array (keys 1..n), 2 object (string keys);
+ * -1 otherwise (f filled). *count gets the number of entries. */
+static int table_shape(lua_State *L, int idx, int *count, td_path *path, td_fail *f) {
+    int n = 0, strings = 0, ints = 0;
+    lua_Number max_index = 0;
+    idx = td_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int kt = lua_type(L, -2);
+        lua_pop(L, 1);
+        n++;
+        if (kt == LUA_TSTRING) {
+            strings++;
+        } else if (kt == LUA_TNUMBER) {
+            lua_Number k = lua_tonumber(L, -1);
+            if (k < 1 || k != floor(k)) {
+                lua_pop(L, 1);
+                td_fail_set(f, path, "has a number key that is not a positive whole number; "
+                                     "JSON arrays need keys 1..n");
+                return -1;
+            }
+            ints++;
+            if (k > max_index)
+                max_index = k;
+        } else {
+            const char *what = type_phrase(L, -1);
+            lua_pop(L, 1);
+            td_fail_set(f, path, "has a key that is %s; JSON objects need string keys", what);
+            return -1;
+        }
+    }
+    *count = n;
+    if (n == 0)
+        return 0;
+    if (strings > 0 && ints > 0) {
+        td_fail_set(f, path, "mixes array items and named fields; JSON needs one or the other");
+        return -1;
+    }
+    if (ints > 0) {
+        if (max_index != (lua_Number)n) {
+            td_fail_set(f, path, "is a sparse array (holes or nil items); JSON arrays need items 1..n");
+            return -1;
+        }
+        return 1;
+    }
+    return 2;
+}
+
+static int encode_table(lua_State *L, int idx, td_buf *out, td_path *path, td_fail *f, int depth);
+
+int td_json_encode_value(lua_State *L, int idx, td_buf *out, td_path *path, td_fail *f, int depth) {
+    idx = td_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN:
+        return td_buf_puts(out, lua_toboolean(L, idx) ? "true" : "false") == 0 ? 0 : -2;
+    case LUA_TNUMBER: {
+        char num[64];
+        if (td_isinteger(L, idx)) {
+            snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
+        } else {
+            lua_Number d = lua_tonumber(L, idx);
+            if (d != d || d == HUGE_VAL || d == -HUGE_VAL) {
+                td_fail_set(f, path, "must be a finite number (NaN and infinity have no JSON form)");
+                return -1;
+            }
+            td_format_double(num, sizeof num, (double)d);
+        }
+        return td_buf_puts(out, num) == 0 ? 0 : -2;
+    }
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        if (!td_utf8_valid(s, n)) {
+            td_fail_set(f, path, "must be valid UTF-8 text");
+            return -1;
+        }
+        return td_json_encode_string(out, s, n) == 0 ? 0 : -2;
+    }
+    case LUA_TTABLE:
+        return encode_table(L, idx, out, path, f, depth);
+    case LUA_TLIGHTUSERDATA:
+        if (td_is_null(L, idx))
+            return td_buf_puts(out, "null") == 0 ? 0 : -2;
+        /* fall through */
+    default:
+        td_fail_set(f, path, "cannot be sent as JSON (it is %s)", type_phrase(L, idx));
+        return -1;
+    }
+}
+
+/* Collect the string keys of the object at idx, sorted.  Large objects get
+ * their key array from a userdata (left on the stack, *pushed = 1) so an
+ * out-of-memory error cannot leak it. */
+static td_key *sorted_keys(lua_State *L, int idx, int count, td_key *small, int small_cap,
+                           int *pushed) {
+    td_key *keys = small;
+    int i = 0;
+    *pushed = 0;
+    if (count > small_cap) {
+        keys = td_newuserdata(L, sizeof(td_key) * (size_t)count);
+        *pushed = 1;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        /* the key string stays alive: the table holds it */
+        if (i < count) {
+            keys[i].s = lua_tolstring(L, -2, &keys[i].n);
+            i++;
+        }
+        lua_pop(L, 1);
+    }
+    qsort(keys, (size_t)i, sizeof *keys, key_cmp);
+    return keys;
+}
+
+int td_json_encode_object(lua_State *L, int idx, int count, td_buf *out, td_path *path,
+                          td_fail *f, int depth, td_lookup_fn lookup, td_emit_fn values) {
+    td_key small[TD_SMALL_KEYS], *keys;
+    int i, rc = 0, pushed;
+    idx = td_absindex(L, idx);
+    luaL_checkstack(L, 6, "truedy: JSON nesting");
+    keys = sorted_keys(L, idx, count, small, TD_SMALL_KEYS, &pushed);
+    if (td_buf_putc(out, '{') != 0)
+        rc = -2;
+    for (i = 0; i < count && rc == 0; i++) {
+        size_t saved = td_path_push_key(path, keys[i].s, keys[i].n);
+        td_emit_fn special = lookup ? lookup(keys[i].s, keys[i].n) : NULL;
+        if (!td_utf8_valid(keys[i].s, keys[i].n)) {
+            td_path_pop(path, saved);
+            td_fail_set(f, path, "has a field name that is not valid UTF-8");
+            rc = -1;
+            break;
+        }
+        if ((i > 0 && td_buf_putc(out, ',') != 0) ||
+            td_json_encode_string(out, keys[i].s, keys[i].n) != 0 || td_buf_putc(out, ':') != 0) {
+            rc = -2;
+        } else {
+            lua_pushlstring(L, keys[i].s, keys[i].n);
+            lua_rawget(L, idx);
+            if (special)
+                rc = special(L, lua_gettop(L), out, path, f);
+            else if (values)
+                rc = values(L, lua_gettop(L), out, path, f);
+            else
+                rc = td_json_encode_value(L, lua_gettop(L), out, path, f, depth + 1);
+            lua_pop(L, 1);
+        }
+        td_path_pop(path, saved);
+    }
+    if (rc == 0 && td_buf_putc(out, '}') != 0)
+        rc = -2;
+    if (pushed)
+        lua_pop(L, 1);
+    return rc;
+}
+
+static int encode_table(lua_State *L, int idx, td_buf *out, td_path *path, td_fail *f, int depth) {
+    int count, shape, i, rc = 0;
+    if (depth >= TD_MAX_DEPTH) {
+        td_fail_set(f, path, "is nested more than %d levels deep (a table that contains itself?)",
+                    TD_MAX_DEPTH);
+        return -1;
+    }
+    luaL_checkstack(L, 6, "truedy: JSON nesting");
+    shape = table_shape(L, idx, &count, path, f);
+    if (shape < 0)
+        return -1;
+    if (shape == 0) /* an empty table is an empty object, like lua-cjson */
+        return td_buf_puts(out, "{}") == 0 ? 0 : -2;
+    if (shape == 1) {
+        if (td_buf_putc(out, '[') != 0)
+            return -2;
+        for (i = 1; i <= count && rc == 0; i++) {
+            size_t saved = td_path_push_index(path, i);
+            if (i > 1 && td_buf_putc(out, ',') != 0)
+                rc = -2;
+            lua_rawgeti(L, idx, i);
+            if (rc == 0)
+                rc = td_json_encode_value(L, -1, out, path, f, depth + 1);
+            lua_pop(L, 1);
+            td_path_pop(path, saved);
+        }
+        if (rc == 0 && td_buf_putc(out, ']') != 0)
+            rc = -2;
+        return rc;
+    }
+    return td_json_encode_object(L, idx, count, out, path, f, depth, NULL, NULL);
+}
+
+/* ---- decoding ------------------------------------------------------------ */
+
+void td_json_init(lua_State *L) {
+    /* require "cjson" and make a private instance of it */
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "cjson");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        luaL_error(L, "truedy needs lua-cjson (Debian: lua-cjson; LuaRocks: lua-cjson): %s",
+                   lua_tostring(L, -1));
+    lua_getfield(L, -1, "new");
+    if (lua_isfunction(L, -1)) {
+        lua_call(L, 0, 1);
+        lua_remove(L, -2);
+    } else {
+        lua_pop(L, 1); /* very old cjson: share it, but change nothing */
+    }
+    lua_getfield(L, -1, "decode_max_depth");
+    if (lua_isfunction(L, -1)) {
+        lua_pushinteger(L, TD_DECODE_MAX_DEPTH);
+        lua_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, -1, "decode_invalid_numbers");
+    if (lua_isfunction(L, -1)) {
+        lua_pushboolean(L, 0); /* NaN, Infinity, hex: not JSON */
+        lua_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, -1, "decode");
+    if (!lua_isfunction(L, -1))
+        luaL_error(L, "truedy: the installed lua-cjson has no decode function");
+    td_rawsetp(L, LUA_REGISTRYINDEX, &decode_key);
+    lua_pop(L, 1);
+}
+
+/* null in an object: the key goes away; null in an array stays as
+ * truedy.null (the same light userdata as cjson.null).  Whole numbers become
+ * integers on Luas that have them. */
+static void normalise(lua_State *L, int idx, int depth) {
+    luaL_checkstack(L, 4, "truedy: JSON nesting");
+    idx = td_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int vt = lua_type(L, -1);
+        if (vt == LUA_TTABLE) {
+            if (depth < TD_DECODE_MAX_DEPTH + 2)
+                normalise(L, -1, depth + 1);
+        } else if (vt == LUA_TLIGHTUSERDATA && lua_type(L, -2) == LUA_TSTRING &&
+                   td_is_null(L, -1)) {
+            /* clearing an existing field during lua_next is allowed */
+            lua_pushvalue(L, -2);
+            lua_pushnil(L);
+            lua_rawset(L, idx);
+        }
+#if TD_HAS_INTEGERS
+        else if (vt == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+            lua_Number d = lua_tonumber(L, -1);
+            if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+                lua_pushvalue(L, -2);
+                lua_pushinteger(L, (lua_Integer)d);
+                lua_rawset(L, idx);
+            }
+        }
+#endif
+        lua_pop(L, 1);
+    }
+}
+
+int td_json_decode(lua_State *L, const char *s, size_t n) {
+    td_rawgetp(L, LUA_REGISTRYINDEX, &decode_key);
+    lua_pushlstring(L, s, n);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        if (!lua_isstring(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushstring(L, "invalid JSON");
+        }
+        return 0;
+    }
+    if (lua_type(L, -1) == LUA_TTABLE)
+        normalise(L, -1, 0);
+#if TD_HAS_INTEGERS
+    else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+        lua_Number d = lua_tonumber(L, -1);
+        if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+            lua_pop(L, 1);
+            lua_pushinteger(L, (lua_Integer)d);
+        }
+    }
+#endif
+    return 1;
+}
