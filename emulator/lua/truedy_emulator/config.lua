@@ -1,0 +1,134 @@
+-- The emulator's runtime settings, shared by all workers, changed through the control surface.
+--
+-- The whole configuration is one JSON value under one key of the `truedy_state` shared dict, so a
+-- reader never sees half an update. It holds:
+--   rate_limit   requests per window per API key (0 disables the limit)
+--   rate_window  window length in seconds; windows are aligned to the epoch
+--   clock_speed  how many emulated seconds pass per wall-clock second (0 freezes calls)
+--   variant      which documented alternative of the API to serve (see VARIANTS)
+--   clock        the anchor of the emulated clock: { real = wall time, emulated = emulated time }
+--                at the last change of speed; emulated_now() extrapolates from it.
+
+local json = require "truedy_emulator.json"
+local util = require "truedy_emulator.util"
+
+local config = {}
+
+local KEY = "config"
+
+-- Documented alternatives; the first value of each is the default (the consistent variant).
+config.VARIANTS = {
+  meta_time_key = { "ts", "timestamp" },            -- meta.ts or meta.timestamp
+  call_shape = { "to_from", "phone_number" },       -- from_number/to_number, or phone_number only
+  error_meta = { "meta", "inside_error" },          -- request_id/ts in meta, or inside error
+  request_id_style = { "req", "uuid" },             -- req_<hex> or a bare UUID
+}
+local VARIANT_ORDER = { "meta_time_key", "call_shape", "error_meta", "request_id_style" }
+
+local function dict()
+  return ngx.shared.truedy_state
+end
+
+local function defaults(now)
+  local variant = {}
+  for name, values in pairs(config.VARIANTS) do variant[name] = values[1] end
+  return {
+    rate_limit = 100,
+    rate_window = 60,
+    clock_speed = 1,
+    variant = variant,
+    clock = { real = now, emulated = now },
+  }
+end
+
+local function store(cfg)
+  local ok, err = dict():set(KEY, json.encode(cfg))
+  if not ok then error("cannot store the emulator config: " .. tostring(err)) end
+end
+
+function config.reset()
+  local cfg = defaults(util.now())
+  store(cfg)
+  return cfg
+end
+
+-- The current configuration (a fresh table the caller may read freely).
+function config.get()
+  local text = dict():get(KEY)
+  if text then
+    local cfg = json.decode(text)
+    if cfg then return cfg end
+  end
+  return config.reset()
+end
+
+-- Emulated time (seconds) at wall-clock time `now`.
+function config.emulated_now(cfg, now)
+  return cfg.clock.emulated + (now - cfg.clock.real) * cfg.clock_speed
+end
+
+local function is_integer(v)
+  return type(v) == "number" and v == math.floor(v)
+end
+
+-- Applies the changes of a POST /__emulator/config body. Returns the new config, or nil and a
+-- message naming the offending field. Unknown fields are refused so a typo in a test shows up.
+function config.update(changes)
+  if not json.is_object(changes) then return nil, "the body must be a JSON object" end
+  local cfg = config.get()
+  for k, v in pairs(changes) do
+    if k == "rate_limit" then
+      if not is_integer(v) or v < 0 then return nil, "rate_limit must be an integer >= 0" end
+      cfg.rate_limit = v
+    elseif k == "rate_window" then
+      if not is_integer(v) or v < 1 or v > 86400 then
+        return nil, "rate_window must be an integer number of seconds in 1..86400"
+      end
+      cfg.rate_window = v
+    elseif k == "clock_speed" then
+      if type(v) ~= "number" or v < 0 or v > 1e6 then return nil, "clock_speed must be a number in 0..1e6" end
+      -- Re-anchor the clock so emulated time stays continuous across the change.
+      local now = util.now()
+      cfg.clock = { real = now, emulated = config.emulated_now(cfg, now) }
+      cfg.clock_speed = v
+    elseif k == "variant" then
+      if not json.is_object(v) then return nil, "variant must be an object" end
+      for name, value in pairs(v) do
+        local allowed = config.VARIANTS[name]
+        if not allowed then return nil, "unknown variant: " .. tostring(name) end
+        local ok = false
+        for _, a in ipairs(allowed) do ok = ok or a == value end
+        if not ok then
+          return nil, "variant." .. name .. " must be one of: " .. table.concat(allowed, ", ")
+        end
+        cfg.variant[name] = value
+      end
+    else
+      return nil, "unknown config field: " .. tostring(k)
+    end
+  end
+  store(cfg)
+  return cfg
+end
+
+-- Moves the emulated clock forward by `seconds` (calls age at once).
+function config.advance_clock(seconds)
+  local cfg = config.get()
+  cfg.clock.emulated = cfg.clock.emulated + seconds
+  store(cfg)
+  return cfg
+end
+
+-- The configuration as the control surface shows it.
+function config.public(cfg)
+  local variant = json.ordered(VARIANT_ORDER, util.copy(cfg.variant))
+  return json.ordered({ "rate_limit", "rate_window", "clock_speed", "variant", "emulated_now" }, {
+    rate_limit = cfg.rate_limit,
+    rate_window = cfg.rate_window,
+    clock_speed = cfg.clock_speed,
+    variant = variant,
+    emulated_now = util.iso8601(config.emulated_now(cfg, util.now())),
+  })
+end
+
+return config

@@ -1,0 +1,283 @@
+-- Scripted faults: "for the next N requests matching METHOD and PATH, misbehave like THIS".
+--
+-- A fault: { id, type, method ("POST" | ... | "*"), path ("/calls", relative to the API prefix,
+-- exact; or "*"), count (uses, default 1), when ("before" | "after"), options of its type }.
+--
+-- when = "before": the API never sees the request (no call, no rate count); the fault answers.
+-- when = "after":  the API processes the request normally (call created, idempotency record
+--                  stored, rate counted), then the fault replaces the response actually sent.
+-- Three types shape the API's own response instead of replacing it, so the request is always
+-- processed: `delay` (sleeps before the headers; with "before" the sleep comes before processing,
+-- and a client that gives up meanwhile leaves nothing behind), `slow_body` and `truncate`.
+--
+-- Storage (`truedy_state`): fault_seq (ids), fault:<id> (JSON), fault_uses:<id> (atomic counter).
+-- A matching request takes a use with `incr`, so N uses are N requests even across workers; the
+-- first-added matching fault with uses left wins.
+
+local json = require "truedy_emulator.json"
+local envelope = require "truedy_emulator.envelope"
+local util = require "truedy_emulator.util"
+
+local faults = {}
+
+local MIB = 1024 * 1024
+
+local function dict() return ngx.shared.truedy_state end
+
+---------------------------------------------------------------------------------------------------
+-- Option checking
+---------------------------------------------------------------------------------------------------
+
+local function integer_in(min, max)
+  return function(v)
+    return type(v) == "number" and v == math.floor(v) and v >= min and v <= max,
+      "an integer in " .. min .. ".." .. max
+  end
+end
+local function number_in(min, max)
+  return function(v) return type(v) == "number" and v >= min and v <= max, "a number in " .. min .. ".." .. max end
+end
+local function is_string(v) return type(v) == "string", "a string" end
+local function is_object(v) return json.is_object(v), "an object" end
+local function one_of(...)
+  local allowed = { ... }
+  return function(v)
+    for _, a in ipairs(allowed) do
+      if v == a then return true end
+    end
+    return false, "one of " .. table.concat(allowed, ", ")
+  end
+end
+local function string_headers(v)
+  if not json.is_object(v) then return false, "an object of header values" end
+  for name, value in pairs(v) do
+    if not name:find("^[!#$%%&'*+%-.^_`|~%w]+$") then return false, "an object with valid header names" end
+    if (type(value) ~= "string" and type(value) ~= "number") or tostring(value):find("[\r\n]") then
+      return false, "an object of string header values"
+    end
+  end
+  return true
+end
+
+local STATUS = integer_in(100, 599)
+
+-- Per type: its options (checker, default) and whether it replaces the API's response.
+faults.TYPES = {
+  status = { replaces = true, options = { status = { STATUS }, code = { is_string }, message = { is_string },
+    details = { is_object } }, required = { "status" } },
+  html = { replaces = true, options = { status = { STATUS, 502 } } },
+  empty = { replaces = true, options = { status = { STATUS, 502 } } },
+  reset = { replaces = true, options = {} },
+  malformed_json = { replaces = true, options = { status = { STATUS, 201 }, body = { is_string } } },
+  oversized = { replaces = true,
+    options = { status = { STATUS, 201 }, bytes = { integer_in(64, 512 * MIB), 8 * MIB } } },
+  redirect = { replaces = true, options = { status = { one_of(301, 302, 303, 307, 308), 302 },
+    location = { is_string } } },
+  raw = { replaces = true, options = { status = { STATUS }, headers = { string_headers }, body = { is_string, "" } },
+    required = { "status" } },
+  delay = { replaces = false, options = { seconds = { number_in(0, 600), 1 } } },
+  slow_body = { replaces = false, options = { seconds = { number_in(0, 600), 2 } } },
+  truncate = { replaces = false, options = { bytes = { integer_in(0, 512 * MIB) } } },
+}
+
+local COMMON = { type = true, method = true, path = true, count = true, when = true }
+local FIELD_ORDER = { "id", "type", "method", "path", "count", "when", "status", "code", "message", "details",
+  "seconds", "bytes", "location", "headers", "body", "used", "remaining" }
+
+-- Checks and normalises a POST /__emulator/faults body. Returns the fault or nil, message.
+local function normalise(spec)
+  if not json.is_object(spec) then return nil, "the body must be a JSON object" end
+  local t = faults.TYPES[spec.type]
+  if not t then
+    local names = {}
+    for name in pairs(faults.TYPES) do names[#names + 1] = name end
+    table.sort(names)
+    return nil, "type must be one of: " .. table.concat(names, ", ")
+  end
+  local f = { type = spec.type }
+
+  local method = spec.method == nil and "*" or spec.method
+  if type(method) ~= "string" or not method:find("^[%a*]+$") then return nil, "method must be a method name or *" end
+  f.method = method:upper()
+
+  local path = spec.path == nil and "*" or spec.path
+  if type(path) ~= "string" or not (path == "*" or path:sub(1, 1) == "/") then
+    return nil, 'path must be "*" or a path relative to /api/public/v1, such as "/calls"'
+  end
+  f.path = path
+
+  local count = spec.count == nil and 1 or spec.count
+  if not integer_in(1, 1e9)(count) then return nil, "count must be an integer >= 1" end
+  f.count = count
+
+  local when = spec.when == nil and "before" or spec.when
+  if when ~= "before" and when ~= "after" then return nil, 'when must be "before" or "after"' end
+  f.when = when
+
+  for name, value in pairs(spec) do
+    if not COMMON[name] then
+      local opt = t.options[name]
+      if not opt then return nil, "unknown option for a " .. f.type .. " fault: " .. name end
+      local ok, what = opt[1](value)
+      if not ok then return nil, name .. " must be " .. what end
+      f[name] = value
+    end
+  end
+  for name, opt in pairs(t.options) do
+    if f[name] == nil then f[name] = opt[2] end
+  end
+  for _, name in ipairs(t.required or {}) do
+    if f[name] == nil then return nil, "a " .. f.type .. " fault needs " .. name end
+  end
+  return f
+end
+
+---------------------------------------------------------------------------------------------------
+-- Store
+---------------------------------------------------------------------------------------------------
+
+local function present(f, uses)
+  local shown = util.copy(f)
+  shown.used = math.min(uses or 0, f.count)
+  shown.remaining = f.count - shown.used
+  return json.ordered(FIELD_ORDER, shown)
+end
+
+function faults.add(spec)
+  local f, err = normalise(spec)
+  if not f then return nil, err end
+  local d = dict()
+  f.id = d:incr("fault_seq", 1, 0)
+  local ok, serr = d:set("fault:" .. f.id, json.encode(f))
+  if not ok then return nil, "cannot store the fault: " .. tostring(serr) end
+  return present(f, 0)
+end
+
+local function each(fn)
+  local d = dict()
+  for id = 1, d:get("fault_seq") or 0 do
+    local text = d:get("fault:" .. id)
+    local f = text and json.decode(text)
+    if f and fn(f, d) then return f end
+  end
+  return nil
+end
+
+function faults.list()
+  local out = json.array()
+  each(function(f, d)
+    out[#out + 1] = present(f, d:get("fault_uses:" .. f.id))
+  end)
+  return out
+end
+
+function faults.clear()
+  local d = dict()
+  for id = 1, d:get("fault_seq") or 0 do
+    d:delete("fault:" .. id)
+    d:delete("fault_uses:" .. id)
+  end
+end
+
+-- The fault that takes this request, or nil. Consumes one use of it.
+-- rel_path: the path relative to the API prefix.
+function faults.take(method, rel_path)
+  return each(function(f, d)
+    if (f.method == "*" or f.method == method) and (f.path == "*" or f.path == rel_path) then
+      return d:incr("fault_uses:" .. f.id, 1, 0) <= f.count
+    end
+    return false
+  end)
+end
+
+function faults.replaces(f)
+  return faults.TYPES[f.type].replaces
+end
+
+---------------------------------------------------------------------------------------------------
+-- Responses of the replacing types
+---------------------------------------------------------------------------------------------------
+
+local DEFAULT_ERRORS = {
+  [400] = { "bad_request", "Bad request" },
+  [401] = { "unauthorized", "Invalid or missing API key" },
+  [402] = { "payment_required", "Payment required" },
+  [403] = { "forbidden", "Forbidden" },
+  [404] = { "not_found", "Not found" },
+  [409] = { "conflict", "Conflict" },
+  [422] = { "validation_error", "Validation error" },
+  [429] = { "rate_limit_exceeded", "Rate limit exceeded" },
+  [500] = { "internal_error", "An internal error occurred" },
+  [502] = { "provider_error", "Upstream telephony provider failed" },
+  [503] = { "service_unavailable", "Service temporarily unavailable" },
+  [504] = { "gateway_timeout", "Gateway timeout" },
+}
+
+local REASONS = {
+  [301] = "Moved Permanently", [302] = "Found", [303] = "See Other", [307] = "Temporary Redirect",
+  [308] = "Permanent Redirect", [400] = "Bad Request", [403] = "Forbidden", [404] = "Not Found",
+  [429] = "Too Many Requests", [500] = "Internal Server Error", [502] = "Bad Gateway",
+  [503] = "Service Temporarily Unavailable", [504] = "Gateway Time-out",
+}
+
+-- The kind of page nginx or a load balancer sends for its own errors.
+local function html_page(status)
+  local title = status .. " " .. (REASONS[status] or "Error")
+  return "<html>\r\n<head><title>" .. title .. "</title></head>\r\n<body>\r\n<center><h1>" .. title
+    .. "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+end
+
+local BUILDERS = {}
+
+function BUILDERS.status(f, ctx, cfg)
+  local default = DEFAULT_ERRORS[f.status] or { "error", "Error" }
+  local details = f.details
+  if f.status == 429 and details == nil then
+    local window = cfg.rate_window
+    local reset_at = (math.floor(ctx.now / window) + 1) * window
+    details = json.ordered({ "limit", "reset_at" }, { limit = cfg.rate_limit, reset_at = util.iso8601(reset_at) })
+  end
+  return envelope.error(ctx, f.status, f.code or default[1], f.message or default[2], details)
+end
+
+function BUILDERS.html(f)
+  return { status = f.status, headers = { ["Content-Type"] = "text/html" }, body = html_page(f.status) }
+end
+
+function BUILDERS.empty(f)
+  return { status = f.status, headers = {}, body = "" }
+end
+
+function BUILDERS.malformed_json(f, ctx)
+  local body = f.body or ('{"data":{"id":"call_' .. util.random_hex(16) .. '","status":queued,},"meta":{"request_id":"'
+    .. ctx.request_id .. '"')
+  return envelope.json_response(f.status, body)
+end
+
+function BUILDERS.oversized(f, ctx)
+  local head = '{"data":{"id":"call_' .. util.random_hex(16) .. '","status":"queued","padding":"'
+  local tail = '"},"meta":{"request_id":"' .. ctx.request_id .. '","ts":"' .. ctx.ts .. '"}}'
+  local pad = math.max(0, f.bytes - #head - #tail)
+  return envelope.json_response(f.status, head .. string.rep("x", pad) .. tail)
+end
+
+function BUILDERS.redirect(f)
+  local location = f.location
+    or ("http://127.0.0.2:" .. ngx.var.server_port .. "/api/public/v1/calls")
+  return { status = f.status, headers = { ["Content-Type"] = "text/html", Location = location },
+    body = html_page(f.status) }
+end
+
+function BUILDERS.raw(f)
+  local headers = {}
+  for name, value in pairs(f.headers or {}) do headers[name] = tostring(value) end
+  return { status = f.status, headers = headers, body = f.body }
+end
+
+-- The response a replacing fault sends (reset has none: the server closes the connection).
+function faults.response(f, ctx, cfg)
+  local build = BUILDERS[f.type]
+  return build and build(f, ctx, cfg) or nil
+end
+
+return faults

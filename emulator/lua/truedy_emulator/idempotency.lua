@@ -1,0 +1,63 @@
+-- X-Idempotency-Key for POST /calls, as the docs describe it:
+--   * the response to the first request is stored under (organization, key, hash of the raw body);
+--   * the same key with the same body gets the stored status and body back, byte for byte, and
+--     no second call is created;
+--   * the same key with a different body is simply a new request (no conflict error is documented);
+--   * records expire (TTL below).
+--
+-- Concurrent requests with one key and one body (a client retrying while the first attempt is
+-- still in flight, on another connection, maybe another worker) must still create one call: the
+-- first takes a lock with an atomic `add`, the others wait for its record and replay it.
+
+local idempotency = {}
+
+idempotency.TTL = 24 * 3600
+local LOCK_TTL = 30          -- a crashed holder cannot block the key for longer than this
+local WAIT_SECONDS = 10      -- how long a concurrent duplicate waits for the first one's record
+local WAIT_STEP = 0.005
+
+local function dict() return ngx.shared.truedy_idempotency end
+
+local function record_key(org, key, body)
+  return "idem:" .. org .. ":" .. ngx.md5(key) .. ":" .. ngx.md5(body)
+end
+
+local function decode(text)
+  local status, body = text:match("^(%d+)\n(.*)$")
+  return { status = tonumber(status), headers = { ["Content-Type"] = "application/json" }, body = body }
+end
+
+-- Runs `process()` (which returns a response table) at most once per (org, key, body).
+-- Returns the response and whether it is a replay.
+function idempotency.run(org, key, body, process)
+  local d = dict()
+  local rk = record_key(org, key, body)
+  local stored = d:get(rk)
+  if stored then return decode(stored), true end
+
+  local lock = rk .. ":lock"
+  if not d:add(lock, true, LOCK_TTL) then
+    -- Another request with the same key and body is being processed: wait for its answer.
+    local waited = 0
+    while waited < WAIT_SECONDS do
+      ngx.sleep(WAIT_STEP)
+      waited = waited + WAIT_STEP
+      stored = d:get(rk)
+      if stored then return decode(stored), true end
+      if not d:get(lock) then break end -- the holder gave up without storing (a server error)
+    end
+    return nil, false
+  end
+
+  local ok, res = pcall(process)
+  if ok and res.status < 500 then
+    -- Store what the client was told. Server errors are not stored: a retry should try again.
+    local stored_ok, err = d:set(rk, res.status .. "\n" .. res.body, idempotency.TTL)
+    if not stored_ok then ngx.log(ngx.ERR, "cannot store idempotency record: ", err) end
+  end
+  d:delete(lock)
+  if not ok then error(res, 0) end
+  return res, false
+end
+
+return idempotency

@@ -1,0 +1,174 @@
+-- The nginx entry points (init, init_worker, the API content handler) and the ways a response
+-- can leave the server: normally, slowly, truncated, or not at all.
+--
+-- One API request goes:
+--   read headers and body → authenticate → write the journal entry → take a matching fault →
+--   [fault "before" that replaces: answer with the fault] → api.process → [fault "after" that
+--   replaces: answer with the fault instead] → record the status → send (normally, or shaped by a
+--   delay / slow_body / truncate fault).
+
+local util = require "truedy_emulator.util"
+local config = require "truedy_emulator.config"
+local envelope = require "truedy_emulator.envelope"
+local world = require "truedy_emulator.world"
+local api = require "truedy_emulator.api"
+local journal = require "truedy_emulator.journal"
+local faults = require "truedy_emulator.faults"
+
+local server = {}
+
+-- Set by init() from the rendered nginx.conf: { instance = token, dir = state dir, version = ... }
+server.options = {}
+
+function server.init(options)
+  server.options = options or {}
+  -- Fail at startup, not at the first request, if the fixtures are broken.
+  assert(world.fixtures.organizations[1], "fixtures: no organization")
+end
+
+function server.init_worker()
+  util.seed_random()
+  -- On a fresh start no config is stored yet: store the defaults. (Two workers racing here
+  -- store the same defaults; after a reload the shared dicts, config included, are kept.)
+  if not ngx.shared.truedy_state:get("config") then config.reset() end
+end
+
+---------------------------------------------------------------------------------------------------
+-- Sending
+---------------------------------------------------------------------------------------------------
+
+local function set_headers(res)
+  ngx.status = res.status
+  -- Without this nginx would add its default_type; an "empty" or "raw" fault sends no type.
+  if res.headers["Content-Type"] == nil then ngx.header["Content-Type"] = nil end
+  for name, value in pairs(res.headers) do ngx.header[name] = value end
+  if res.headers["Content-Length"] == nil then ngx.header["Content-Length"] = #res.body end
+end
+
+local function send(res)
+  set_headers(res)
+  if #res.body > 0 then ngx.print(res.body) end
+end
+
+-- Headers at once, then the body in about 20 flushed pieces spread over `seconds`.
+local function send_slowly(res, seconds)
+  set_headers(res)
+  ngx.send_headers()
+  ngx.flush(true)
+  local body = res.body
+  local pieces = math.max(1, math.min(#body, 20))
+  local size = math.ceil(#body / pieces)
+  for i = 0, pieces - 1 do
+    ngx.sleep(seconds / pieces)
+    ngx.print(body:sub(i * size + 1, (i + 1) * size))
+    ngx.flush(true)
+  end
+end
+
+-- Content-Length of the whole body, then only `bytes` of it (default: half), then the connection
+-- closes: the client sees a short read.
+local function send_truncated(res, bytes)
+  local full = #res.body
+  local n = bytes or math.floor(full / 2)
+  if n >= full then n = full - 1 end
+  if n < 0 then n = 0 end
+  set_headers(res)
+  ngx.send_headers()
+  if n > 0 then ngx.print(res.body:sub(1, n)) end
+  ngx.flush(true)
+  return ngx.exit(444)
+end
+
+-- Closes the connection without a byte of response (nginx's special status 444).
+local function close_without_response()
+  return ngx.exit(444)
+end
+
+---------------------------------------------------------------------------------------------------
+-- The API handler
+---------------------------------------------------------------------------------------------------
+
+local function read_body()
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if body then return body end
+  local file = ngx.req.get_body_file() -- bodies over client_body_buffer_size land in a file
+  if file then
+    local f = io.open(file, "rb")
+    if f then
+      body = f:read("*a")
+      f:close()
+    end
+  end
+  return body or ""
+end
+
+local function last_value(v)
+  if type(v) == "table" then return v[#v] end
+  return v
+end
+
+local function process(req, ctx)
+  local ok, res = xpcall(api.process, debug.traceback, req, ctx)
+  if ok then return res end
+  ngx.log(ngx.ERR, "emulator error: ", res)
+  return envelope.error(ctx, 500, "internal_error", "An internal error occurred")
+end
+
+local function answer_with_fault(seq, fault, ctx, cfg)
+  if fault.type == "reset" then
+    journal.finish(seq, 444, fault)
+    return close_without_response()
+  end
+  local res = faults.response(fault, ctx, cfg)
+  journal.finish(seq, res.status, fault)
+  return send(res)
+end
+
+function server.handle_api()
+  local method = ngx.req.get_method()
+  local path = ngx.var.uri
+  local headers = ngx.req.get_headers(200)
+  local body = read_body()
+  local auth = world.authenticate(headers.authorization)
+  local cfg = config.get()
+  local ctx = envelope.context(cfg)
+
+  local seq = journal.begin {
+    method = method, path = path, query = ngx.var.args, headers = headers, body = body,
+    auth = auth.kind == "ok" and auth.org or auth.kind,
+  }
+  local rel = api.relative_path(path)
+  local fault = rel and faults.take(method, rel)
+
+  -- A client that hangs up (e.g. during a delay) is recorded as nginx logs it: 499.
+  ngx.on_abort(function()
+    journal.finish(seq, 499, fault)
+    return ngx.exit(499)
+  end)
+
+  if fault and fault.when == "before" then
+    if faults.replaces(fault) then return answer_with_fault(seq, fault, ctx, cfg) end
+    if fault.type == "delay" then ngx.sleep(fault.seconds) end
+  end
+
+  local res = process({
+    method = method, path = path, args = ngx.req.get_uri_args(200), body = body, auth = auth,
+    idempotency_key = last_value(headers["x-idempotency-key"]),
+    recording_base = "http://" .. ngx.var.server_addr .. ":" .. ngx.var.server_port,
+  }, ctx)
+
+  if fault and fault.when == "after" then
+    if faults.replaces(fault) then return answer_with_fault(seq, fault, ctx, cfg) end
+    if fault.type == "delay" then ngx.sleep(fault.seconds) end
+  end
+
+  journal.finish(seq, res.status, fault)
+  if fault and fault.type == "slow_body" then return send_slowly(res, fault.seconds) end
+  if fault and fault.type == "truncate" then return send_truncated(res, fault.bytes) end
+  return send(res)
+end
+
+server.send = send
+
+return server
