@@ -89,17 +89,21 @@ static int opt_bool(lua_State *L, int t, const char *fname, const char *name) {
 }
 
 /* String option, or getenv(env) when absent; NULL when neither.  The value
- * stays valid while the options table (or the environment) holds it. */
+ * stays valid while the options table (or the environment) holds it.  With
+ * len NULL an embedded NUL raises; otherwise *len is the full length. */
 static const char *opt_string(lua_State *L, int t, const char *fname, const char *name,
-                              const char *env) {
+                              const char *env, size_t *len) {
     const char *v = NULL;
+    size_t n = 0;
     if (t != 0) {
         lua_getfield(L, t, name);
         if (!lua_isnil(L, -1)) {
             if (lua_type(L, -1) != LUA_TSTRING)
                 luaL_error(L, "%s: option '%s' must be a string, got %s", fname, name,
                            luaL_typename(L, -1));
-            v = lua_tostring(L, -1);
+            v = lua_tolstring(L, -1, &n);
+            if (len == NULL && strlen(v) != n) /* a NUL would silently cut the value */
+                luaL_error(L, "%s: option '%s' must not contain NUL bytes", fname, name);
         }
         lua_pop(L, 1); /* the string stays anchored in the options table */
     }
@@ -107,7 +111,10 @@ static const char *opt_string(lua_State *L, int t, const char *fname, const char
         v = getenv(env);
         if (v != NULL && v[0] == '\0')
             v = NULL;
+        n = v ? strlen(v) : 0;
     }
+    if (len)
+        *len = n;
     return v;
 }
 
@@ -267,7 +274,7 @@ static int client_create(lua_State *L, int t) {
     const char *fname = "truedy.new";
     const char *api_key, *base_url, *user_agent, *ca_file, *ca_path, *why;
     char whybuf[256], ua[256];
-    size_t n;
+    size_t n, key_len = 0, url_len = 0;
     int allow_http;
     td_client *c, opt;
     CURLMcode mrc = CURLM_OK;
@@ -276,11 +283,11 @@ static int client_create(lua_State *L, int t) {
 
     if (t != 0)
         check_option_names(L, t, fname, client_options);
-    api_key = opt_string(L, t, fname, "api_key", "TRUEDY_API_KEY");
-    base_url = opt_string(L, t, fname, "base_url", "TRUEDY_BASE_URL");
-    user_agent = opt_string(L, t, fname, "user_agent", NULL);
-    ca_file = opt_string(L, t, fname, "ca_file", NULL);
-    ca_path = opt_string(L, t, fname, "ca_path", NULL);
+    api_key = opt_string(L, t, fname, "api_key", "TRUEDY_API_KEY", &key_len);
+    base_url = opt_string(L, t, fname, "base_url", "TRUEDY_BASE_URL", &url_len);
+    user_agent = opt_string(L, t, fname, "user_agent", NULL, NULL);
+    ca_file = opt_string(L, t, fname, "ca_file", NULL, NULL);
+    ca_path = opt_string(L, t, fname, "ca_path", NULL, NULL);
     if (base_url == NULL)
         base_url = TD_DEFAULT_BASE_URL;
     allow_http = opt_bool(L, t, fname, "allow_insecure_http");
@@ -290,10 +297,9 @@ static int client_create(lua_State *L, int t) {
     if (api_key == NULL)
         return td_push_config_error(
             L, "no API key: set TRUEDY_API_KEY or pass api_key to truedy.new{...}");
-    n = strlen(api_key);
-    if (td_has_ctl(api_key, n) || strchr(api_key, ' ') != NULL)
+    if (td_has_ctl(api_key, key_len) || memchr(api_key, ' ', key_len) != NULL)
         return td_push_config_error(L, "the API key contains spaces or control characters");
-    if (td_has_ctl(base_url, strlen(base_url)))
+    if (td_has_ctl(base_url, url_len))
         return td_push_config_error(L, "base_url contains control characters");
     why = check_base_url(base_url, allow_http, whybuf, sizeof whybuf);
     if (why != NULL)
@@ -591,13 +597,15 @@ static int client_get_call(lua_State *L) {
     r = td_request_new(L, 1, "get_call");
     r->method = "GET";
     apply_call_options(L, 3, r, "get_call", read_options);
-    if (n == 0 || !td_utf8_valid(id, n)) {
+    if (n == 0 || !td_utf8_valid(id, n) || memchr(id, '/', n) || memchr(id, '\\', n) ||
+        strcmp(id, ".") == 0 || strcmp(id, "..") == 0) {
         td_fail fail;
         snprintf(fail.field, sizeof fail.field, "call_id");
-        snprintf(fail.rule, sizeof fail.rule, "must be a non-empty UTF-8 string");
+        snprintf(fail.rule, sizeof fail.rule,
+                 "must be a call id: non-empty UTF-8 text without '/' or '\\', not '.' or '..'");
         return td_push_invalid(L, &fail);
     }
-    /* the id is escaped: "../x" must not walk out of /calls/ */
+    /* one path segment, escaped: an id can never reach another endpoint */
     rc = td_buf_puts(&path, "/calls/") || url_escape(&path, id, n);
     rc = rc || td_request_set_url(r, path.data, NULL);
     td_buf_free(&path);

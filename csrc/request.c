@@ -393,6 +393,8 @@ void td_request_attempt_done(lua_State *L, td_request *r, CURLcode result) {
     r->result = result;
     r->status = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+    if (result == CURLE_FILESIZE_EXCEEDED)
+        r->overflow = 1; /* refused from Content-Length before reading the body */
 
     if (r->status == 429 || r->retry_after >= 0) {
         /* the server said how long: Retry-After first, then reset_at */
@@ -752,6 +754,14 @@ static int push_response_error(lua_State *L, td_request *r, const char *why) {
     return 2;
 }
 
+/* cjson gives tables for arrays and objects alike; the text tells them apart */
+static int starts_with_brace(const char *s, size_t n) {
+    size_t i = 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+        i++;
+    return i < n && s[i] == '{';
+}
+
 int td_request_push_outcome(lua_State *L, td_request *r) {
     int top = lua_gettop(L);
     if (r->result != CURLE_OK)
@@ -764,7 +774,7 @@ int td_request_push_outcome(lua_State *L, td_request *r) {
         lua_settop(L, top);
         return push_response_error(L, r, why);
     }
-    if (lua_type(L, -1) != LUA_TTABLE) {
+    if (lua_type(L, -1) != LUA_TTABLE || !starts_with_brace(r->resp.data, r->resp.len)) {
         lua_settop(L, top);
         return push_response_error(L, r, "JSON, but not an object");
     }

@@ -1,0 +1,176 @@
+-- Shared by the truedy module specs: where the emulator is, its seeded world,
+-- its control surface (through LuaSocket, independent of truedy), and a
+-- client configured for tests (short retry delays).
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+local cjson = require("cjson").new()
+
+local helper = {}
+
+helper.emulator_url = os.getenv("TRUEDY_EMULATOR_URL")
+if not helper.emulator_url then
+  error("TRUEDY_EMULATOR_URL is not set: run the suite with `make test` (scripts/run-tests),"
+    .. " which starts the emulator")
+end
+helper.base_url = helper.emulator_url .. "/api/public/v1"
+helper.fixtures = dofile("emulator/lua/truedy_emulator/fixtures.lua")
+helper.api_key = helper.fixtures.organizations[1].api_key
+helper.other_api_key = helper.fixtures.organizations[2].api_key
+helper.lua = os.getenv("TRUEDY_TEST_LUA") or "lua5.4"
+helper.module_dir = os.getenv("TRUEDY_TEST_MODULE_DIR") or "build/5.4"
+
+-- The agents of the seeded world, by what they are.
+for _, agent in ipairs(helper.fixtures.agents) do
+  if agent.org == "acme" and agent.status == "active" and #agent.outbound_numbers >= 2 then
+    helper.agent = agent
+  elseif agent.org == "acme" and agent.status == "active" and #agent.outbound_numbers == 0 then
+    helper.agent_without_numbers = agent
+  elseif agent.org == "acme" and agent.status == "draft" then
+    helper.draft_agent = agent
+  elseif agent.org ~= "acme" then
+    helper.other_org_agent = agent
+  end
+end
+helper.to_number = "+12125551234"
+helper.failing_number = helper.fixtures.failing_prefix .. "1234"
+
+-- JSON nulls in objects become absent keys, as truedy does for its results.
+function helper.strip_nulls(value)
+  if type(value) == "table" then
+    for k, v in pairs(value) do
+      if v == cjson.null and type(k) == "string" then value[k] = nil else helper.strip_nulls(v) end
+    end
+  end
+  return value
+end
+
+-- One request to the emulator's control surface; returns the decoded body.
+function helper.control(method, path, body)
+  local chunks = {}
+  local source = body and cjson.encode(body) or nil
+  local ok, status = http.request {
+    url = helper.emulator_url .. "/__emulator" .. path,
+    method = method,
+    headers = {
+      ["content-type"] = "application/json",
+      ["content-length"] = source and #source or 0,
+    },
+    source = source and ltn12.source.string(source) or nil,
+    sink = ltn12.sink.table(chunks),
+  }
+  assert(ok, "control request failed: " .. tostring(status))
+  local text = table.concat(chunks)
+  assert(status >= 200 and status < 300,
+    string.format("control %s %s answered %s: %s", method, path, tostring(status), text))
+  if text == "" then return nil end
+  return helper.strip_nulls(cjson.decode(text))
+end
+
+function helper.reset() helper.control("POST", "/reset") end
+function helper.configure(config) return helper.control("POST", "/config", config) end
+function helper.fault(fault) return helper.control("POST", "/faults", fault) end
+
+-- The journal of API requests, oldest first; optionally only one method + path.
+function helper.journal(method, path)
+  local entries = helper.control("GET", "/journal").data
+  if not method then return entries end
+  local out = {}
+  for _, entry in ipairs(entries) do
+    if entry.method == method and (path == nil or entry.path == path) then
+      out[#out + 1] = entry
+    end
+  end
+  return out
+end
+
+-- The calls an organization can see, straight from the API (raw HTTP).
+function helper.list_calls_raw(api_key)
+  local chunks = {}
+  local ok, status = http.request {
+    url = helper.base_url .. "/calls?limit=100",
+    headers = { authorization = "Bearer " .. (api_key or helper.api_key) },
+    sink = ltn12.sink.table(chunks),
+  }
+  assert(ok and status == 200, "listing calls failed: " .. tostring(status))
+  return cjson.decode(table.concat(chunks)).data
+end
+
+-- A truedy client on the emulator with test-sized retry delays.
+function helper.client(options)
+  local truedy = require "truedy"
+  local merged = {
+    api_key = helper.api_key,
+    base_url = helper.base_url,
+    retry_base_delay = 0.01,
+    retry_max_delay = 0.05,
+    timeout = 10,
+  }
+  for k, v in pairs(options or {}) do merged[k] = v end
+  return assert(truedy.new(merged))
+end
+
+-- Valid create_call parameters, with overrides.
+function helper.params(overrides)
+  local params = { agent_id = helper.agent.id, phone_number = helper.to_number }
+  for k, v in pairs(overrides or {}) do params[k] = v end
+  return params
+end
+
+-- Run a Lua snippet in a fresh interpreter with the given environment;
+-- returns its exit status and everything it printed (stdout + stderr).
+function helper.run_lua(code, env)
+  local tmp = os.tmpname()
+  local file = assert(io.open(tmp, "w"))
+  file:write(code)
+  file:close()
+  local assignments = { "env -u TRUEDY_API_KEY -u TRUEDY_BASE_URL" }
+  for k, v in pairs(env or {}) do
+    assignments[#assignments + 1] = string.format("%s='%s'", k, tostring(v):gsub("'", "'\\''"))
+  end
+  -- the exit status is echoed: Lua 5.1's pipe:close() does not return it
+  local command = string.format("%s LUA_CPATH='%s/?.so;;' %s %s 2>&1; echo \"__exit=$?\"",
+    table.concat(assignments, " "), helper.module_dir, helper.lua, tmp)
+  local pipe = assert(io.popen(command))
+  local output = pipe:read("*a")
+  pipe:close()
+  os.remove(tmp)
+  local status = tonumber(output:match("__exit=(%d+)%s*$"))
+  return status, (output:gsub("__exit=%d+%s*$", ""))
+end
+
+-- Every string inside a value (deeply), for "the key never appears" checks.
+function helper.all_strings(value, out, seen)
+  out = out or {}
+  seen = seen or {}
+  if type(value) == "string" then
+    out[#out + 1] = value
+  elseif type(value) == "table" and not seen[value] then
+    seen[value] = true
+    for k, v in pairs(value) do
+      helper.all_strings(k, out, seen)
+      helper.all_strings(v, out, seen)
+    end
+  end
+  return out
+end
+
+-- Seconds since the epoch of an ISO 8601 UTC time such as the journal's ts.
+function helper.epoch(iso)
+  local y, mo, d, h, mi, sec = iso:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d.]+)Z$")
+  assert(y, "not an ISO 8601 UTC time: " .. tostring(iso))
+  y, mo = tonumber(y), tonumber(mo)
+  -- days from the civil date (proleptic Gregorian calendar)
+  if mo <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * (mo + (mo > 2 and -3 or 9)) + 2) / 5) + tonumber(d) - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  local days = era * 146097 + doe - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+
+function helper.now()
+  return require("socket").gettime()
+end
+
+return helper
