@@ -78,7 +78,7 @@ test:
 valgrind:
 	@scripts/ensure-deps test
 	@$(MAKE) --no-print-directory all
-	@TRUEDY_TEST_WRAPPER=valgrind scripts/run-tests
+	@TRUEDY_TEST_LUAS= TRUEDY_TEST_WRAPPER=valgrind scripts/run-tests
 
 # The suite with the module built under AddressSanitizer + UBSan.
 sanitize:
@@ -86,7 +86,7 @@ sanitize:
 	@$(MAKE) --no-print-directory all BUILD=build/sanitize \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined"
-	@TRUEDY_TEST_WRAPPER=sanitize TRUEDY_BUILD=build/sanitize scripts/run-tests
+	@TRUEDY_TEST_LUAS= TRUEDY_TEST_WRAPPER=sanitize TRUEDY_BUILD=build/sanitize scripts/run-tests
 
 # Static checks: luacheck, clang-tidy, cppcheck.
 lint:

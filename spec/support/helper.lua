@@ -7,7 +7,8 @@ local cjson = require("cjson").new()
 
 local helper = {}
 
-helper.emulator_url = os.getenv("TRUEDY_EMULATOR_URL")
+-- set by scripts/run-tests, or by spec/support/session.lua for a plain `busted`
+helper.emulator_url = os.getenv("TRUEDY_EMULATOR_URL") or rawget(_G, "TRUEDY_TEST_EMULATOR_URL")
 if not helper.emulator_url then
   error("TRUEDY_EMULATOR_URL is not set: run the suite with `make test` (scripts/run-tests),"
     .. " which starts the emulator")
@@ -16,8 +17,9 @@ helper.base_url = helper.emulator_url .. "/api/public/v1"
 helper.fixtures = dofile("emulator/lua/truedy_emulator/fixtures.lua")
 helper.api_key = helper.fixtures.organizations[1].api_key
 helper.other_api_key = helper.fixtures.organizations[2].api_key
-helper.lua = os.getenv("TRUEDY_TEST_LUA") or "lua5.4"
-helper.module_dir = os.getenv("TRUEDY_TEST_MODULE_DIR") or "build/5.4"
+local lua_version = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+helper.lua = os.getenv("TRUEDY_TEST_LUA") or (lua_version == "luajit" and "luajit" or "lua" .. lua_version)
+helper.module_dir = os.getenv("TRUEDY_TEST_MODULE_DIR") or ("build/" .. lua_version)
 
 -- The agents of the seeded world, by what they are.
 for _, agent in ipairs(helper.fixtures.agents) do

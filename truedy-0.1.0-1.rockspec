@@ -1,0 +1,58 @@
+rockspec_format = "3.0"
+package = "truedy"
+version = "0.1.0-1"
+
+source = {
+  url = "git+https://github.com/truedy/truedy-lua.git",
+  tag = "v0.1.0",
+}
+
+description = {
+  summary = "Place AI phone calls through the Truedy API from Lua (libcurl + lua-cjson)",
+  detailed = [[
+    truedy is a C module for Lua 5.1-5.4 and LuaJIT that places outbound calls with
+    Truedy voice agents: parameters checked before sending, retries that can never
+    dial a person twice (one idempotency key per call), structured errors, connection
+    reuse on a libcurl multi engine, and safe defaults (TLS verification, no redirects,
+    bounded timeouts and bodies).
+  ]],
+  homepage = "https://github.com/truedy/truedy-lua",
+  license = "MIT",
+  labels = { "http", "api", "telephony", "libcurl" },
+}
+
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson >= 2.1.0",
+}
+
+external_dependencies = {
+  -- only the library is probed: on Debian the header lives under a multiarch
+  -- directory that LuaRocks does not search, while the compiler does
+  CURL = { library = "curl" },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    truedy = {
+      sources = {
+        "csrc/truedy.c", "csrc/client.c", "csrc/request.c", "csrc/params.c",
+        "csrc/json.c", "csrc/errors.c", "csrc/util.c",
+      },
+      defines = {},
+      incdirs = { "csrc", "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "pthread", "m" },
+    },
+  },
+}
+
+test_dependencies = {
+  "busted",
+  "luasocket",
+}
+
+test = {
+  type = "busted",
+}
