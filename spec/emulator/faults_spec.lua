@@ -1,0 +1,272 @@
+-- Scripted faults: each type, matching, counting, before/after.
+-- Transport-level behaviour is observed with curl, whose exit codes name what went wrong.
+local emu = require "spec.emulator.emu"
+
+local CURL_EMPTY_REPLY, CURL_PARTIAL, CURL_TIMEOUT = 52, 18, 28
+
+local function create(args, opts)
+  return emu.curl("POST", "/calls", emu.call_body(), args, opts)
+end
+
+-- The journal entry of the first request with this method.
+local function journal_first(method)
+  for _, e in ipairs(emu.journal()) do
+    if e.method == method then return e end
+  end
+end
+
+describe("emulator faults", function()
+  before_each(emu.reset)
+
+  describe("type", function()
+    it("status: that status with the JSON error envelope, defaults per status", function()
+      emu.fault { type = "status", status = 503 }
+      local res = emu.api("POST", "/calls", emu.call_body())
+      assert.are.equal(503, res.status)
+      assert.are.equal("service_unavailable", res.json.error.code)
+      assert.matches("^req_", res.json.meta.request_id)
+      assert.are.same({}, emu.list_calls(), "before: the API did not process it")
+    end)
+
+    it("status: with code, message and details given", function()
+      emu.fault { type = "status", status = 402, code = "payment_required", message = "No credits",
+        details = { credits = 0 } }
+      local res = emu.api("GET", "/calls")
+      assert.are.equal(402, res.status)
+      assert.are.same({ code = "payment_required", message = "No credits", details = { credits = 0 } },
+        res.json.error)
+    end)
+
+    it("status 429: default details carry limit and reset_at", function()
+      emu.fault { type = "status", status = 429 }
+      local res = emu.api("GET", "/calls")
+      assert.are.equal(429, res.status)
+      assert.are.equal("rate_limit_exceeded", res.json.error.code)
+      assert.are.equal(100, res.json.error.details.limit)
+      assert.matches(emu.ISO_US, res.json.error.details.reset_at)
+    end)
+
+    it("html: an HTML error page like a proxy's", function()
+      emu.fault { type = "html", status = 502 }
+      local r = create()
+      assert.are.equal(502, r.status)
+      assert.matches("^text/html", r.content_type)
+      assert.matches("<html>", r.body, 1, true)
+      assert.matches("502 Bad Gateway", r.body, 1, true)
+    end)
+
+    it("empty: a status with an empty body", function()
+      emu.fault { type = "empty", status = 503 }
+      local r = create()
+      assert.are.equal(0, r.exit)
+      assert.are.equal(503, r.status)
+      assert.are.equal(0, r.size)
+      assert.are.equal("", r.body)
+    end)
+
+    it("delay: waits before the headers, then answers normally", function()
+      emu.fault { type = "delay", seconds = 0.6 }
+      local r = create()
+      assert.are.equal(201, r.status)
+      assert.is_true(r.time_starttransfer >= 0.55, "time to first byte " .. r.time_starttransfer)
+      assert.are.equal(1, #emu.list_calls())
+    end)
+
+    it("delay before: a client that gives up leaves no call behind", function()
+      emu.fault { type = "delay", seconds = 1 }
+      local r = create({}, { max_time = 0.3 })
+      assert.are.equal(CURL_TIMEOUT, r.exit)
+      emu.sleep(1.2)
+      assert.are.same({}, emu.list_calls())
+      local e = emu.eventually(function()
+        local j = emu.journal()
+        return j[1] and j[1].status ~= emu.null and j[1]
+      end)
+      assert.are.equal(499, e.status)
+      assert.are.equal("delay", e.fault)
+    end)
+
+    it("delay after: the call exists although the client gave up", function()
+      emu.fault { type = "delay", seconds = 1, when = "after" }
+      local r = create({}, { max_time = 0.3 })
+      assert.are.equal(CURL_TIMEOUT, r.exit)
+      assert.are.equal(1, #emu.list_calls())
+    end)
+
+    it("slow_body: headers first, then the body dribbled over the given time", function()
+      emu.fault { type = "slow_body", seconds = 1 }
+      local r = create()
+      assert.are.equal(0, r.exit)
+      assert.are.equal(201, r.status)
+      assert.is_true(r.time_total >= 0.9, "total " .. r.time_total)
+      assert.is_true(r.time_starttransfer < 0.5, "first byte at " .. r.time_starttransfer)
+      assert.are.equal("queued", emu.json.decode(r.body).data.status)
+    end)
+
+    it("reset: the connection closes without any response", function()
+      emu.fault { type = "reset" }
+      local r = create()
+      assert.are.equal(CURL_EMPTY_REPLY, r.exit)
+      assert.are.same({}, emu.list_calls())
+      local e = journal_first("POST")
+      assert.are.equal("reset", e.fault)
+      assert.are.equal(444, e.status)
+    end)
+
+    it("truncate: a Content-Length for the whole body, half of it, then the connection closes", function()
+      emu.fault { type = "truncate" }
+      local r = create()
+      assert.are.equal(CURL_PARTIAL, r.exit)
+      assert.are.equal(201, r.status)
+      local length = tonumber(r.headers:match("[Cc]ontent%-[Ll]ength: (%d+)"))
+      assert.is_true(r.size > 0 and r.size < length)
+      assert.are.equal(math.floor(length / 2), r.size)
+      assert.is_false(pcall(emu.json.decode, r.body))
+    end)
+
+    it("truncate: exactly `bytes` of the body", function()
+      emu.fault { type = "truncate", bytes = 10 }
+      local r = emu.curl("GET", "/calls")
+      assert.are.equal(CURL_PARTIAL, r.exit)
+      assert.are.equal(10, r.size)
+      assert.are.equal('{"data":[]', r.body)
+    end)
+
+    it("malformed_json: application/json that does not parse", function()
+      emu.fault { type = "malformed_json" }
+      local r = create()
+      assert.are.equal(201, r.status)
+      assert.matches("^application/json", r.content_type)
+      assert.is_true(#r.body > 0)
+      assert.is_false(pcall(emu.json.decode, r.body))
+    end)
+
+    it("oversized: a huge but valid JSON body, 8 MiB by default", function()
+      emu.fault { type = "oversized" }
+      local r = create()
+      assert.are.equal(201, r.status)
+      assert.are.equal(8 * 1024 * 1024, r.size)
+      assert.are.equal("queued", emu.json.decode(r.body).data.status)
+    end)
+
+    it("oversized: of the given size and status", function()
+      emu.fault { type = "oversized", bytes = 100000, status = 200 }
+      local r = emu.curl("GET", "/calls")
+      assert.are.equal(200, r.status)
+      assert.are.equal(100000, r.size)
+    end)
+
+    it("redirect: a 3xx to another host, by default", function()
+      emu.fault { type = "redirect" }
+      local r = create()
+      assert.are.equal(302, r.status)
+      assert.matches("^http://127%.0%.0%.2:%d+/api/public/v1/calls$", r.redirect_url)
+      emu.fault { type = "redirect", status = 307, location = "http://example.invalid/x" }
+      r = create()
+      assert.are.equal(307, r.status)
+      assert.are.equal("http://example.invalid/x", r.redirect_url)
+    end)
+
+    it("raw: exactly the given status, headers and body", function()
+      emu.fault { type = "raw", status = 429,
+        headers = { ["Retry-After"] = "2", ["Content-Type"] = "application/json" },
+        body = '{"error":{"code":"rate_limit_exceeded","message":"slow down"}}' }
+      local res = emu.api("GET", "/calls")
+      assert.are.equal(429, res.status)
+      assert.are.equal("2", res.headers["retry-after"])
+      assert.are.equal('{"error":{"code":"rate_limit_exceeded","message":"slow down"}}', res.body)
+    end)
+  end)
+
+  describe("matching", function()
+    it("applies to the next N matching requests only", function()
+      emu.fault { method = "GET", path = "/calls", type = "status", status = 500, count = 2 }
+      assert.are.equal(500, emu.api("GET", "/calls").status)
+      assert.are.equal(201, emu.api("POST", "/calls", emu.call_body()).status) -- other method
+      assert.are.equal(404, emu.api("GET", "/calls/call_x").status)             -- other path
+      assert.are.equal(500, emu.api("GET", "/calls").status)
+      assert.are.equal(200, emu.api("GET", "/calls").status)                    -- used up
+      local f = emu.control("GET", "/faults").data[1]
+      assert.are.equal(2, f.used)
+      assert.are.equal(0, f.remaining)
+    end)
+
+    it("matches any method and path with *, and methods in any case", function()
+      emu.fault { method = "*", path = "*", type = "status", status = 503, count = 2 }
+      assert.are.equal(503, emu.api("GET", "/calls/anything").status)
+      assert.are.equal(503, emu.api("DELETE", "/nowhere").status)
+      emu.fault { method = "post", path = "/calls", type = "status", status = 500 }
+      assert.are.equal(500, emu.api("POST", "/calls", emu.call_body()).status)
+    end)
+
+    it("uses the first-added fault first", function()
+      emu.fault { type = "status", status = 500 }
+      emu.fault { type = "status", status = 502 }
+      assert.are.equal(500, emu.api("GET", "/calls").status)
+      assert.are.equal(502, emu.api("GET", "/calls").status)
+      assert.are.equal(200, emu.api("GET", "/calls").status)
+    end)
+
+    it("never touches the control surface", function()
+      emu.fault { type = "reset", count = 10 }
+      assert.are.equal("ok", emu.control("GET", "/health").data.status)
+      assert.are.equal(10, emu.control("GET", "/faults").data[1].remaining)
+    end)
+
+    it("before: not processed, not rate counted; after: processed, then replaced", function()
+      emu.config { rate_limit = 1, rate_window = 86400 }
+      emu.fault { method = "POST", path = "/calls", type = "status", status = 500 }
+      assert.are.equal(500, emu.api("POST", "/calls", emu.call_body()).status)
+      emu.config { rate_limit = 0 }
+      assert.are.same({}, emu.list_calls())
+
+      emu.fault { method = "POST", path = "/calls", type = "status", status = 500, when = "after" }
+      assert.are.equal(500, emu.api("POST", "/calls", emu.call_body()).status)
+      assert.are.equal(1, #emu.list_calls())
+      local e = emu.journal()
+      local posts = {}
+      for _, entry in ipairs(e) do
+        if entry.method == "POST" then posts[#posts + 1] = entry end
+      end
+      assert.are.same({ 500, 500 }, { posts[1].status, posts[2].status })
+      assert.are.same({ "status", "status" }, { posts[1].fault, posts[2].fault })
+      assert.is_number(posts[1].fault_id)
+    end)
+  end)
+
+  describe("control", function()
+    it("lists faults with their id and uses, deletes one, clears all", function()
+      local a = emu.fault { type = "html", status = 504, count = 3 }
+      local b = emu.fault { type = "delay", seconds = 0 }
+      assert.is_number(a.id)
+      assert.are_not.equal(a.id, b.id)
+      assert.are.equal("before", a.when)
+      assert.are.equal("*", a.method)
+      assert.are.equal(3, a.remaining)
+      local list = emu.control("GET", "/faults").data
+      assert.are.equal(2, #list)
+      emu.control("DELETE", ("/faults/%d"):format(a.id))
+      list = emu.control("GET", "/faults").data
+      assert.are.equal(1, #list)
+      assert.are.equal(b.id, list[1].id)
+      emu.control("DELETE", "/faults")
+      assert.are.same({}, emu.control("GET", "/faults").data)
+      assert.are.equal(200, emu.api("GET", "/calls").status)
+    end)
+
+    local bad = {
+      '{"type": "explode"}', '{"type": "status"}', '{"type": "status", "status": 99}',
+      '{"type": "delay", "seconds": -1}', '{"type": "reset", "count": 0}', '{"type": "reset", "when": "during"}',
+      '{"type": "reset", "path": "calls"}', '{"type": "html", "colour": "red"}', '{"type": "redirect", "status": 200}',
+      '{"type": "raw", "status": 200, "headers": {"X": "a\\nb"}}', '[]', '{',
+    }
+    for _, body in ipairs(bad) do
+      it("refuses " .. body .. " with 400", function()
+        local res = emu.request { method = "POST", path = "/__emulator/faults", body = body }
+        assert.are.equal(400, res.status)
+        assert.are.equal("bad_request", res.json.error.code)
+        assert.are.same({}, emu.control("GET", "/faults").data)
+      end)
+    end
+  end)
+end)

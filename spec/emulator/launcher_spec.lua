@@ -1,0 +1,276 @@
+-- emulator/truedy-emulator: start/stop/run/status, in temporary state directories.
+local emu = require "spec.emulator.emu"
+local socket = require "socket"
+
+local q = emu.quote
+
+local function health(url)
+  local ok, res = pcall(emu.request, { url = url .. "/__emulator/health", timeout = 2 })
+  return ok and res.status == 200 and res.json.data or nil
+end
+
+-- True if nothing accepts connections on the port any more.
+local function refused(url)
+  local port = tonumber(url:match(":(%d+)$"))
+  local c = socket.tcp()
+  c:settimeout(1)
+  local ok = c:connect("127.0.0.1", port)
+  c:close()
+  return not ok
+end
+
+local function pid_of(dir)
+  local text = emu.read_file(dir .. "/nginx.pid")
+  return text and tonumber(text:match("%d+"))
+end
+
+describe("truedy-emulator launcher", function()
+  local tmp
+  local started = {} -- state dirs to stop whatever happens
+
+  local function start(dir, extra, env)
+    local out, err, status = emu.launch("start --dir " .. q(dir) .. " " .. (extra or ""), env)
+    if status == 0 then started[#started + 1] = dir end
+    return out, err, status
+  end
+
+  local function stop(dir)
+    return emu.launch("stop --dir " .. q(dir))
+  end
+
+  before_each(function()
+    tmp = emu.tmpdir()
+  end)
+
+  after_each(function()
+    for _, dir in ipairs(started) do stop(dir) end
+    started = {}
+    emu.sh("rm -rf " .. q(tmp))
+  end)
+
+  it("starts, prints exactly the env lines, stops; and does it all again", function()
+    local dir = tmp .. "/a"
+    for round = 1, 2 do
+      local out, err, status = start(dir)
+      assert.are.equal(0, status, err)
+      local lines = {}
+      for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.are.equal(4, #lines, out)
+      local port = lines[1]:match("^TRUEDY_BASE_URL=http://127%.0%.0%.1:(%d+)/api/public/v1$")
+      assert.is_string(port, lines[1])
+      assert.are.equal("TRUEDY_API_KEY=" .. emu.key, lines[2])
+      assert.are.equal("TRUEDY_EMULATOR_URL=http://127.0.0.1:" .. port, lines[3])
+      assert.are.equal("TRUEDY_EMULATOR_DIR=" .. dir, lines[4])
+
+      local url = "http://127.0.0.1:" .. port
+      local h = health(url)
+      assert.is_table(h, "round " .. round .. ": the server answers")
+      assert.are.equal(dir, h.dir)
+      assert.are.equal(2, h.workers, "2 workers by default")
+      local pid = pid_of(dir)
+      assert.is_true(emu.alive(pid))
+      -- the API works with the printed key
+      local res = emu.request { url = url .. "/api/public/v1/calls",
+        headers = { authorization = "Bearer " .. emu.key } }
+      assert.are.equal(200, res.status)
+
+      local _, stop_err, stop_status = stop(dir)
+      assert.are.equal(0, stop_status, stop_err)
+      assert.is_false(emu.alive(pid), "the nginx master is gone")
+      assert.is_true(refused(url), "nothing listens on the port any more")
+      assert.is_nil(pid_of(dir))
+    end
+    -- stopping what is not running is fine, and says so
+    local _, err, status = stop(dir)
+    assert.are.equal(0, status)
+    assert.matches("not running", err)
+  end)
+
+  it("keeps everything inside the state directory and listens on 127.0.0.1 only", function()
+    local dir = tmp .. "/a"
+    local out = start(dir)
+    local port = tonumber(emu.parse_env(out).TRUEDY_EMULATOR_URL:match(":(%d+)$"))
+    local conf = emu.read_file(dir .. "/nginx.conf")
+    assert.matches("listen 127%.0%.0%.1:" .. port .. "[ ;]", conf)
+    assert.is_truthy(emu.read_file(dir .. "/logs/error.log"))
+    assert.is_truthy(pid_of(dir))
+    -- every listening socket on that port is bound to 127.0.0.1 (0100007F in /proc/net/tcp)
+    local hex = ("%04X"):format(port)
+    local listeners = 0
+    for line in (emu.read_file("/proc/net/tcp") .. (emu.read_file("/proc/net/tcp6") or "")):gmatch("[^\n]+") do
+      local here, state = line:match("^%s*%d+: (%x+:%x+) %x+:%x+ (%x%x)")
+      if here and here:sub(-4) == hex and state == "0A" then
+        listeners = listeners + 1
+        assert.are.equal("0100007F:" .. hex, here)
+      end
+    end
+    assert.is_true(listeners >= 1)
+    -- as root the workers run as the invoking user, never as nobody
+    local uid = emu.sh("id -u"):match("%d+")
+    if uid == "0" then
+      assert.matches("\nuser root ", conf)
+    else
+      assert.is_nil(conf:find("\nuser "))
+    end
+  end)
+
+  it("reports status", function()
+    local dir = tmp .. "/a"
+    local _, err, status = emu.launch("status --dir " .. q(dir))
+    assert.are.equal(3, status)
+    assert.matches("not running", err)
+    local out = start(dir)
+    local status_out
+    status_out, err, status = emu.launch("status --dir " .. q(dir))
+    assert.are.equal(0, status, err)
+    assert.are.equal(out, status_out)
+  end)
+
+  it("runs two instances at once in different directories, with separate state", function()
+    local a, b = tmp .. "/a", tmp .. "/b"
+    local out_a, err_a, status_a = start(a)
+    local out_b, err_b, status_b = start(b, "--workers 1")
+    assert.are.equal(0, status_a, err_a)
+    assert.are.equal(0, status_b, err_b)
+    local url_a, url_b = emu.parse_env(out_a).TRUEDY_EMULATOR_URL, emu.parse_env(out_b).TRUEDY_EMULATOR_URL
+    assert.are_not.equal(url_a, url_b)
+    assert.are.equal(1, health(url_b).workers)
+    local auth = { authorization = "Bearer " .. emu.key, ["content-type"] = "application/json" }
+    local created = emu.request { method = "POST", url = url_a .. "/api/public/v1/calls", headers = auth,
+      body = emu.json.encode(emu.call_body()) }
+    assert.are.equal(201, created.status)
+    local list_b = emu.request { url = url_b .. "/api/public/v1/calls", headers = auth }
+    assert.matches('"data":%[%]', list_b.body)
+    -- stopping one leaves the other running
+    stop(a)
+    assert.is_nil(health(url_a))
+    assert.is_table(health(url_b))
+  end)
+
+  it("refuses to start twice in one directory", function()
+    local dir = tmp .. "/a"
+    local out = start(dir)
+    local _, err, status = start(dir)
+    assert.are_not.equal(0, status)
+    assert.matches("already running", err)
+    assert.is_table(health(emu.parse_env(out).TRUEDY_EMULATOR_URL), "the first one still runs")
+  end)
+
+  it("cleans up a stale pid file, with a message", function()
+    local dir = tmp .. "/a"
+    emu.sh("mkdir -p " .. q(dir))
+    -- the pid of a process that has exited
+    local dead = tonumber(emu.sh("sh -c 'echo $$'"):match("%d+"))
+    emu.write_file(dir .. "/nginx.pid", dead .. "\n")
+    local _, err, status = stop(dir)
+    assert.are.equal(0, status)
+    assert.matches("stale", err)
+    assert.is_nil(pid_of(dir))
+
+    emu.write_file(dir .. "/nginx.pid", dead .. "\n")
+    local out
+    out, err, status = start(dir)
+    assert.are.equal(0, status, err)
+    assert.matches("stale", err)
+    assert.is_table(health(emu.parse_env(out).TRUEDY_EMULATOR_URL))
+  end)
+
+  it("uses --port, and names the port when it is already in use", function()
+    -- a port held by some other program
+    local holder = assert(socket.bind("127.0.0.1", 0))
+    local _, busy = holder:getsockname()
+    local _, err, status = start(tmp .. "/a", "--port " .. busy)
+    assert.are_not.equal(0, status)
+    assert.matches("port " .. busy .. " is already in use", err, 1, true)
+    holder:close()
+
+    -- a port held by another emulator
+    local out = start(tmp .. "/b")
+    local port = emu.parse_env(out).TRUEDY_EMULATOR_URL:match(":(%d+)$")
+    _, err, status = start(tmp .. "/c", "--port " .. port)
+    assert.are_not.equal(0, status)
+    assert.matches("port " .. port .. " is already in use", err, 1, true)
+    assert.is_nil(pid_of(tmp .. "/c"))
+
+    -- a free port is used as given
+    stop(tmp .. "/b")
+    out, err, status = start(tmp .. "/c", "--port " .. port)
+    assert.are.equal(0, status, err)
+    assert.are.equal("http://127.0.0.1:" .. port, emu.parse_env(out).TRUEDY_EMULATOR_URL)
+  end)
+
+  it("names the Debian packages when nginx or its Lua module is missing", function()
+    local _, err, status = start(tmp .. "/a", "", "TRUEDY_NGINX=/nonexistent/nginx")
+    assert.are_not.equal(0, status)
+    assert.matches("nginx", err)
+    assert.matches("libnginx-mod-http-lua", err, 1, true)
+    _, err, status = start(tmp .. "/a", "", "TRUEDY_NGINX_MODULES=/nonexistent")
+    assert.are_not.equal(0, status)
+    assert.matches("libnginx-mod-http-lua", err, 1, true)
+  end)
+
+  it("refuses bad arguments", function()
+    local _, err, status = emu.launch("start --port 0 --dir " .. q(tmp .. "/a"))
+    assert.are_not.equal(0, status)
+    assert.matches("port", err)
+    _, err, status = emu.launch("start --bogus")
+    assert.are_not.equal(0, status)
+    assert.matches("usage", err)
+    _, _, status = emu.launch("frobnicate")
+    assert.are_not.equal(0, status)
+  end)
+
+  it("runs in the foreground with `run` until it gets a signal", function()
+    local dir = tmp .. "/fg"
+    local launcher_pid = tonumber(emu.sh(q(emu.launcher) .. " run --dir " .. q(dir) .. " >" .. q(tmp .. "/run.out")
+      .. " 2>" .. q(tmp .. "/run.err") .. " </dev/null & echo $!"):match("%d+"))
+    started[#started + 1] = dir
+    local out = emu.eventually(function()
+      local text = emu.read_file(tmp .. "/run.out")
+      return text and select(2, text:gsub("\n", "")) >= 4 and text
+    end, 10)
+    assert.is_string(out, "run printed its env lines: " .. (emu.read_file(tmp .. "/run.err") or ""))
+    local url = emu.parse_env(out).TRUEDY_EMULATOR_URL
+    assert.is_table(health(url))
+    local nginx_pid = pid_of(dir)
+    assert.is_true(emu.alive(nginx_pid))
+
+    emu.sh("kill -TERM " .. launcher_pid)
+    local gone = emu.eventually(function()
+      return not emu.alive(launcher_pid) and not emu.alive(nginx_pid)
+    end, 10)
+    assert.is_true(gone, "launcher and nginx exited")
+    assert.is_true(refused(url))
+  end)
+
+  it("works for a normal user (as root: runs it as nobody)", function()
+    local uid = emu.sh("id -u"):match("%d+")
+    if uid ~= "0" then
+      -- not root: every other test of this file already ran as a normal user
+      local out, err, status = start(tmp .. "/a")
+      assert.are.equal(0, status, err)
+      assert.is_table(health(emu.parse_env(out).TRUEDY_EMULATOR_URL))
+      return
+    end
+    local _, has_setpriv = emu.sh("command -v setpriv >/dev/null")
+    local _, readable = emu.sh("setpriv --reuid=65534 --regid=65534 --clear-groups test -r "
+      .. q(emu.root .. "/emulator/nginx.conf.in"))
+    if has_setpriv ~= 0 or readable ~= 0 then
+      pending("needs setpriv and a repository that user nobody can read")
+      return
+    end
+    local dir = tmp .. "/nobody"
+    emu.sh("mkdir -p " .. q(dir) .. " && chown 65534:65534 " .. q(dir) .. " && chmod 755 " .. q(tmp))
+    local as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/ "
+    local out, status = emu.sh(as_nobody .. q(emu.launcher) .. " start --dir " .. q(dir) .. " 2>/dev/null")
+    assert.are.equal(0, status, out)
+    local url = emu.parse_env(out).TRUEDY_EMULATOR_URL
+    local h = health(url)
+    assert.is_table(h)
+    local conf = emu.read_file(dir .. "/nginx.conf")
+    assert.is_nil(conf:find("\nuser "), "no user directive when not root")
+    local stop_out, stop_status = emu.sh(as_nobody .. q(emu.launcher) .. " stop --dir " .. q(dir) .. " 2>&1")
+    assert.are.equal(0, stop_status, stop_out)
+    assert.is_true(refused(url))
+  end)
+end)
