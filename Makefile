@@ -89,11 +89,14 @@ sanitize:
 	@TRUEDY_TEST_LUAS= TRUEDY_TEST_WRAPPER=sanitize TRUEDY_BUILD=build/sanitize scripts/run-tests
 
 # Static checks: luacheck, clang-tidy, cppcheck.
+# clang-tidy runs once per file: clang 14's analyzer mixes state between
+# translation units given in one run (a false va_list report in util.c).
 lint:
 	luacheck --quiet .
-	clang-tidy --quiet $(SRCS) -- $(WARN) $(LUA_CFLAGS) $(CURL_CFLAGS)
-	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --inline-suppr --suppress=missingIncludeSystem $(LUA_CFLAGS) $(CURL_CFLAGS) csrc
+	@set -e; for f in $(SRCS); do clang-tidy --quiet $$f -- $(WARN) $(LUA_CFLAGS) $(CURL_CFLAGS); done
+	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability --std=c99 \
+	  --inline-suppr --suppress=missingIncludeSystem --suppress=toomanyconfigs \
+	  $(LUA_CFLAGS) $(CURL_CFLAGS) csrc
 
 emulator:
 	emulator/truedy-emulator run

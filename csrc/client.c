@@ -259,13 +259,10 @@ static char *dup_or_null(const char *s) {
 }
 
 static char *concat3(const char *a, const char *b, const char *c) {
-    size_t na = strlen(a), nb = strlen(b), nc = strlen(c);
-    char *d = malloc(na + nb + nc + 1);
-    if (d) {
-        memcpy(d, a, na);
-        memcpy(d + na, b, nb);
-        memcpy(d + na + nb, c, nc + 1);
-    }
+    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
+    char *d = malloc(n);
+    if (d)
+        snprintf(d, n, "%s%s%s", a, b, c);
     return d;
 }
 
@@ -463,7 +460,7 @@ void td_client_run(lua_State *L, td_client *c, td_request *r) {
             continue; /* let curl_multi_perform pick the new attempts up at once */
         if (next_due >= 0) {
             double ms = ceil((next_due - now) * 1000.0);
-            if (ms < wait_ms)
+            if (ms < (double)wait_ms)
                 wait_ms = ms < 0 ? 0 : (long)ms;
         }
         curl_multi_poll(c->multi, NULL, 0, (int)wait_ms, NULL);

@@ -28,14 +28,14 @@
 /* The registry key pattern of 5.2+ (lua_rawgetp/rawsetp) written for all. */
 static inline void td_rawgetp(lua_State *L, int idx, const void *key) {
     idx = (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
-    lua_pushlightuserdata(L, (void *)(size_t)key);
+    lua_pushlightuserdata(L, (void *)key);
     lua_rawget(L, idx);
 }
 
 /* Pops the value on top and stores it at t[key] (t at idx). */
 static inline void td_rawsetp(lua_State *L, int idx, const void *key) {
     idx = (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
-    lua_pushlightuserdata(L, (void *)(size_t)key);
+    lua_pushlightuserdata(L, (void *)key);
     lua_insert(L, -2);
     lua_rawset(L, idx);
 }

@@ -106,8 +106,8 @@ static int error_tostring(lua_State *L) {
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "truedy: ");
     if (strcmp(kind, "api") == 0) {
-        char num[32];
         if (status > 0) {
+            char num[32];
             snprintf(num, sizeof num, "%lld ", (long long)status);
             luaL_addstring(&b, num);
         }

@@ -251,7 +251,7 @@ int td_json_encode_object(lua_State *L, int idx, int count, td_buf *out, td_path
 }
 
 static int encode_table(lua_State *L, int idx, td_buf *out, td_path *path, td_fail *f, int depth) {
-    int count, shape, i, rc = 0;
+    int count, shape;
     if (depth >= TD_MAX_DEPTH) {
         td_fail_set(f, path, "is nested more than %d levels deep (a table that contains itself?)",
                     TD_MAX_DEPTH);
@@ -264,6 +264,7 @@ static int encode_table(lua_State *L, int idx, td_buf *out, td_path *path, td_fa
     if (shape == 0) /* an empty table is an empty object, like lua-cjson */
         return td_buf_puts(out, "{}") == 0 ? 0 : -2;
     if (shape == 1) {
+        int i, rc = 0;
         if (td_buf_putc(out, '[') != 0)
             return -2;
         for (i = 1; i <= count && rc == 0; i++) {

@@ -116,10 +116,10 @@ static int emit_boolean(lua_State *L, int idx, td_buf *out, td_path *path, td_fa
 }
 
 static int emit_duration(lua_State *L, int idx, td_buf *out, td_path *path, td_fail *f) {
-    char text[80];
     if (td_is_null(L, idx))
         return put(out, "null");
     if (lua_type(L, idx) == LUA_TNUMBER) {
+        char text[80];
         lua_Number d = lua_tonumber(L, idx);
         if (d != d || d == HUGE_VAL || d == -HUGE_VAL) {
             td_fail_set(f, path, "must be a finite number of seconds");

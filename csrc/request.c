@@ -107,7 +107,7 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
             end++;
         if (end > i) {
             size_t len = end - i;
-            if (len > 0 && data[end - 1] == '\r')
+            if (data[end - 1] == '\r')
                 len--;
             if (len >= 14 && strncasecmp(data + i, "authorization:", 14) == 0)
                 fprintf(stderr, "%sAuthorization: [redacted]\n", prefix);
@@ -341,13 +341,14 @@ static double rate_limit_wait(lua_State *L, td_request *r) {
         return -1;
     }
     {
-        int env = lua_gettop(L), err, meta, details;
+        int env = lua_gettop(L), err, meta;
         const char *reset_at = NULL, *now_text = NULL;
         lua_getfield(L, env, "error");
         err = lua_gettop(L);
         lua_getfield(L, env, "meta");
         meta = lua_gettop(L);
         if (lua_type(L, err) == LUA_TTABLE) {
+            int details;
             lua_getfield(L, err, "details");
             details = lua_gettop(L);
             if (lua_type(L, details) == LUA_TTABLE)
@@ -458,9 +459,10 @@ static void push_excerpt(lua_State *L, const char *s, size_t n) {
     /* do not end inside a multi-byte character */
     while (o > 0 && !td_utf8_valid(out, o))
         o--;
-    if (i < n && o > 0) {
-        memcpy(out + o, "...", 3);
-        o += 3;
+    if (i < n && o > 0) { /* cut: say so */
+        out[o++] = '.';
+        out[o++] = '.';
+        out[o++] = '.';
     }
     lua_pushlstring(L, out, o);
 }
@@ -580,7 +582,6 @@ static int push_transfer_error(lua_State *L, td_request *r) {
 /* The error for a non-2xx answer. */
 static int push_api_error(lua_State *L, td_request *r) {
     td_client *c = r->client;
-    char codebuf[32], msg[512];
     int err, env = 0;
     int decoded = r->resp.len > 0 && td_json_decode(L, r->resp.data, r->resp.len) &&
                   lua_type(L, -1) == LUA_TTABLE;
@@ -690,6 +691,7 @@ static int push_api_error(lua_State *L, td_request *r) {
     /* whatever the body lacked */
     lua_getfield(L, err, "code");
     if (lua_isnil(L, -1)) {
+        char codebuf[32];
         lua_pushstring(L, r->status >= 300 && r->status < 400
                               ? "redirect_not_followed"
                               : code_for_status(r->status, codebuf, sizeof codebuf));
@@ -704,6 +706,7 @@ static int push_api_error(lua_State *L, td_request *r) {
     lua_pop(L, 1);
     lua_getfield(L, err, "message");
     if (lua_type(L, -1) != LUA_TSTRING || td_rawlen(L, -1) == 0) {
+        char msg[512];
         if (r->status >= 300 && r->status < 400) {
             snprintf(msg, sizeof msg,
                      "the server answered %ld with a redirect; truedy does not follow redirects "
@@ -764,17 +767,18 @@ static int starts_with_brace(const char *s, size_t n) {
 
 int td_request_push_outcome(lua_State *L, td_request *r) {
     int top = lua_gettop(L);
+    const char *body = r->resp.data ? r->resp.data : "";
     if (r->result != CURLE_OK)
         return push_transfer_error(L, r);
     if (r->status < 200 || r->status >= 300)
         return push_api_error(L, r);
-    if (!td_json_decode(L, r->resp.data ? r->resp.data : "", r->resp.len)) {
+    if (!td_json_decode(L, body, r->resp.len)) {
         char why[256];
         snprintf(why, sizeof why, "not JSON: %s", lua_tostring(L, -1));
         lua_settop(L, top);
         return push_response_error(L, r, why);
     }
-    if (lua_type(L, -1) != LUA_TTABLE || !starts_with_brace(r->resp.data, r->resp.len)) {
+    if (lua_type(L, -1) != LUA_TTABLE || !starts_with_brace(body, r->resp.len)) {
         lua_settop(L, top);
         return push_response_error(L, r, "JSON, but not an object");
     }

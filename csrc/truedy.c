@@ -73,21 +73,15 @@ static int mod_is_terminal(lua_State *L) {
     static const char *const terminal[] = {"ended",     "completed", "failed",    "cancelled",
                                            "canceled",  "busy",      "no-answer", "no_answer",
                                            "no answer", NULL};
-    const char *status = NULL;
-    int i;
+    int found = 0;
     if (lua_type(L, 1) == LUA_TTABLE) {
         lua_getfield(L, 1, "status");
         lua_replace(L, 1);
     }
     if (lua_type(L, 1) == LUA_TSTRING)
-        status = lua_tostring(L, 1);
-    lua_pushboolean(L, 0);
-    if (status != NULL)
-        for (i = 0; terminal[i]; i++)
-            if (strcasecmp(status, terminal[i]) == 0) {
-                lua_pushboolean(L, 1);
-                break;
-            }
+        for (const char *const *t = terminal; *t && !found; t++)
+            found = strcasecmp(lua_tostring(L, 1), *t) == 0;
+    lua_pushboolean(L, found);
     return 1;
 }
 
