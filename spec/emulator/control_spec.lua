@@ -148,6 +148,16 @@ describe("emulator control surface", function()
       assert.are.equal(400, e.status)
     end)
 
+    it("reads bodies larger than the in-memory buffer, and caps them in the journal at 1 MiB", function()
+      local blob = ("x"):rep(2 * 1024 * 1024)
+      local res = emu.api("POST", "/calls", emu.json.encode(emu.call_body { variables = { blob = blob } }))
+      assert.are.equal(201, res.status, res.body:sub(1, 200))
+      local e = emu.journal()[1]
+      assert.is_true(e.body_truncated)
+      assert.is_true(e.body_length > #blob)
+      assert.are.equal(1024 * 1024, #e.body)
+    end)
+
     it("lists only entries after ?since=", function()
       emu.api("GET", "/calls")
       local first = emu.journal()

@@ -140,20 +140,30 @@ local function list_calls(req, ctx)
   if not limit then return validation_error(ctx, "limit", "Must be an integer between 1 and 100") end
   local offset = integer_arg(req.args, "offset", 0, 0, nil)
   if not offset then return validation_error(ctx, "offset", "Must be an integer >= 0") end
-  local want_status, want_direction, want_agent =
-    arg(req.args, "status"), arg(req.args, "direction"), arg(req.args, "agent_id")
+  -- Filters; an empty value (`?status=`) filters nothing.
+  local function filter(name)
+    local v = arg(req.args, name)
+    if v ~= "" then return v end
+  end
+  local want_status, want_direction, want_agent = filter("status"), filter("direction"), filter("agent_id")
 
   local page, total = json.array(), 0
-  calls.each_newest_first(req.auth.org, function(record)
-    local status = calls.state(record, ctx.cfg, ctx.now).status
-    if want_status and want_status ~= "" and status ~= want_status then return end
-    if want_direction and want_direction ~= "" and want_direction ~= "outbound" then return end
-    if want_agent and want_agent ~= "" and record.agent_id ~= want_agent then return end
-    total = total + 1
-    if total > offset and #page < limit then
-      page[#page + 1] = calls.present(record, ctx.cfg, ctx.now, req.recording_base)
-    end
-  end)
+  if want_direction == nil or want_direction == "outbound" then -- every emulated call is outbound
+    calls.each_id_newest_first(req.auth.org, function(id)
+      local record
+      if want_status or want_agent then
+        record = calls.get(req.auth.org, id)
+        if not record then return end
+        if want_status and calls.state(record, ctx.cfg, ctx.now).status ~= want_status then return end
+        if want_agent and record.agent_id ~= want_agent then return end
+      end
+      total = total + 1
+      if total > offset and #page < limit then
+        record = record or calls.get(req.auth.org, id)
+        if record then page[#page + 1] = calls.present(record, ctx.cfg, ctx.now, req.recording_base) end
+      end
+    end)
+  end
   local pagination = json.ordered({ "total", "limit", "offset", "has_more" },
     { total = total, limit = limit, offset = offset, has_more = offset + #page < total })
   return envelope.success(ctx, 200, page, pagination)

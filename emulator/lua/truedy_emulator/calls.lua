@@ -71,14 +71,15 @@ function calls.get(org, id)
   return record
 end
 
--- Calls `fn(record)` for each of the org's calls, newest first, until fn returns false.
-function calls.each_newest_first(org, fn)
+-- Calls `fn(id)` for each of the org's calls, newest first, until fn returns false.
+-- (Ids only: a caller that needs no more than a count or one page decodes nothing else.)
+function calls.each_id_newest_first(org, fn)
   local dict = calls_dict()
   local n = state_dict():get("calls_seq:" .. org) or 0
   for i = n, 1, -1 do
     local id = dict:get("idx:" .. org .. ":" .. i)
-    local record = id and calls.get(org, id)
-    if record and fn(record) == false then return end
+    -- a call the shared dict evicted (it is full: LRU) is skipped
+    if id and dict:get("call:" .. id) and fn(id) == false then return end
   end
 end
 

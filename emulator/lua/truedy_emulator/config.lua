@@ -52,14 +52,23 @@ function config.reset()
   return cfg
 end
 
--- The current configuration (a fresh table the caller may read freely).
-function config.get()
+-- Each worker keeps the last config it decoded, with the text it came from: a request only
+-- decodes when the stored text changed (comparing interned strings is cheap).
+local cached_text, cached_cfg
+
+local function load(copy)
   local text = dict():get(KEY)
-  if text then
-    local cfg = json.decode(text)
-    if cfg then return cfg end
-  end
-  return config.reset()
+  if not text then return config.reset() end
+  if text == cached_text and not copy then return cached_cfg end
+  local cfg = json.decode(text)
+  if not cfg then return config.reset() end
+  if not copy then cached_text, cached_cfg = text, cfg end
+  return cfg
+end
+
+-- The current configuration. Shared by the requests of this worker: read it, never change it.
+function config.get()
+  return load(false)
 end
 
 -- Emulated time (seconds) at wall-clock time `now`.
@@ -75,7 +84,7 @@ end
 -- message naming the offending field. Unknown fields are refused so a typo in a test shows up.
 function config.update(changes)
   if not json.is_object(changes) then return nil, "the body must be a JSON object" end
-  local cfg = config.get()
+  local cfg = load(true)
   for k, v in pairs(changes) do
     if k == "rate_limit" then
       if not is_integer(v) or v < 0 then return nil, "rate_limit must be an integer >= 0" end
@@ -113,7 +122,7 @@ end
 
 -- Moves the emulated clock forward by `seconds` (calls age at once).
 function config.advance_clock(seconds)
-  local cfg = config.get()
+  local cfg = load(true)
   cfg.clock.emulated = cfg.clock.emulated + seconds
   store(cfg)
   return cfg

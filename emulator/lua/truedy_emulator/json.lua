@@ -265,16 +265,20 @@ end
 -- Encoding
 ---------------------------------------------------------------------------------------------------
 
+-- Replacement of every character JSON requires to be escaped (DEL, though matched by %c, is
+-- absent, so gsub leaves it as it is).
 local ESCAPE_OUT = {
   ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r",
   ["\t"] = "\\t",
 }
+for c = 0, 31 do
+  local ch = char(c)
+  if not ESCAPE_OUT[ch] then ESCAPE_OUT[ch] = format("\\u%04x", c) end
+end
 
 local function encode_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    if c == "\127" then return c end
-    return ESCAPE_OUT[c] or format("\\u%04x", byte(c))
-  end) .. '"'
+  if not find(s, '[%c"\\]') then return '"' .. s .. '"' end -- the common case, without gsub
+  return '"' .. s:gsub('[%c"\\]', ESCAPE_OUT) .. '"'
 end
 json.encode_string = encode_string
 
@@ -291,17 +295,28 @@ local encode_value -- forward declaration
 local function is_sequence(t)
   local n = 0
   for _ in pairs(t) do n = n + 1 end
-  if n == 0 then return false end
   for i = 1, n do
     if t[i] == nil then return false end
   end
   return true
 end
 
+-- The key order of an ordered object as a set, computed once per order list.
+local order_sets = setmetatable({}, { __mode = "k" })
+local function order_set(order)
+  local set = order_sets[order]
+  if not set then
+    set = {}
+    for _, k in ipairs(order) do set[k] = true end
+    order_sets[order] = set
+  end
+  return set
+end
+
 local function encode_table(t, out, depth)
   if depth > MAX_DEPTH then error("cannot encode: nesting too deep (or a cycle)") end
   local mt = getmetatable(t)
-  if mt == json.array_mt or (mt == nil and is_sequence(t)) then
+  if mt == json.array_mt or (mt == nil and t[1] ~= nil and is_sequence(t)) then
     out[#out + 1] = "["
     for i = 1, #t do
       if i > 1 then out[#out + 1] = "," end
@@ -310,29 +325,40 @@ local function encode_table(t, out, depth)
     out[#out + 1] = "]"
     return
   end
-  local first, seen = true, {}
-  out[#out + 1] = "{"
-  local function field(k, v)
-    if not first then out[#out + 1] = "," end
-    first = false
-    out[#out + 1] = encode_string(k)
-    out[#out + 1] = ":"
-    encode_value(v, out, depth + 1)
-  end
+  -- Keys: those of the declared order first (if any), then the others sorted.
+  local keys, n = {}, 0
   local order = mt and mt.__jsonorder
+  local declared = order and order_set(order)
   if order then
     for _, k in ipairs(order) do
-      seen[k] = true
-      if t[k] ~= nil then field(k, t[k]) end
+      if t[k] ~= nil then
+        n = n + 1
+        keys[n] = k
+      end
     end
   end
-  local rest = {}
+  local first_rest = n + 1
   for k in pairs(t) do
     if type(k) ~= "string" then error("cannot encode a table with non-string keys as a JSON object") end
-    if not seen[k] then rest[#rest + 1] = k end
+    if not (declared and declared[k]) then
+      n = n + 1
+      keys[n] = k
+    end
   end
-  table.sort(rest)
-  for _, k in ipairs(rest) do field(k, t[k]) end
+  if n > first_rest then
+    local rest = {}
+    for i = first_rest, n do rest[#rest + 1] = keys[i] end
+    table.sort(rest)
+    for i, k in ipairs(rest) do keys[first_rest + i - 1] = k end
+  end
+  out[#out + 1] = "{"
+  for i = 1, n do
+    local k = keys[i]
+    if i > 1 then out[#out + 1] = "," end
+    out[#out + 1] = encode_string(k)
+    out[#out + 1] = ":"
+    encode_value(t[k], out, depth + 1)
+  end
   out[#out + 1] = "}"
 end
 

@@ -44,8 +44,8 @@ end
 -- (see seed_random). Uniqueness where it matters (call ids) is enforced by the store.
 function util.random_hex(n)
   local out = {}
-  for i = 1, n do out[i] = format("%x", math.random(0, 15)) end
-  return table.concat(out)
+  for i = 1, math.ceil(n / 8) do out[i] = format("%08x", math.random(0, 0xffffffff)) end
+  return table.concat(out):sub(1, n)
 end
 
 function util.uuid4()
