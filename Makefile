@@ -66,18 +66,18 @@ deps:
 
 demo:
 	@scripts/ensure-deps demo
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -s all
 	@scripts/demo
 
 test:
 	@scripts/ensure-deps test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -s all
 	@scripts/run-tests
 
 # The suite under valgrind memcheck (definite leaks and errors fail it).
 valgrind:
 	@scripts/ensure-deps test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -s all
 	@TRUEDY_TEST_LUAS= TRUEDY_TEST_WRAPPER=valgrind scripts/run-tests
 
 # The suite with the module built under AddressSanitizer + UBSan.
@@ -101,12 +101,15 @@ lint:
 emulator:
 	emulator/truedy-emulator run
 
+LUA_SRCS := lua/truedy/follow.lua
+
 install: $(MODULE)
-	install -d $(DESTDIR)$(LUA_CMOD)
+	install -d $(DESTDIR)$(LUA_CMOD) $(DESTDIR)$(LUA_LMOD)/truedy
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_CMOD)/truedy.so
+	install -m 0644 $(LUA_SRCS) $(DESTDIR)$(LUA_LMOD)/truedy/
 
 uninstall:
-	rm -f $(DESTDIR)$(LUA_CMOD)/truedy.so
+	rm -f $(DESTDIR)$(LUA_CMOD)/truedy.so $(LUA_SRCS:lua/%=$(DESTDIR)$(LUA_LMOD)/%)
 
 clean:
 	rm -rf build

@@ -45,6 +45,7 @@ build = {
       libdirs = { "$(CURL_LIBDIR)" },
       libraries = { "curl", "pthread", "m" },
     },
+    ["truedy.follow"] = "lua/truedy/follow.lua",
   },
 }
 

@@ -40,23 +40,24 @@ local call = res.data
 print(string.format("call %s %s: %s -> %s (request %s)", call.id, call.status,
   call.from_number or "?", call.to_number or call.phone_number or "?", res.meta.request_id))
 
--- Follow the call: there is no push from the API to a script, so poll politely.
+-- Follow the call until it ends (the API pushes nothing to a script: this polls).
 local wait = tonumber(env("TRUEDY_WAIT", "0"))
-local deadline = os.time() + wait
-local last_status = call.status
-while wait > 0 and not truedy.is_terminal(last_status) and os.time() <= deadline do
-  local socket_ok, socket = pcall(require, "socket")
-  if socket_ok then socket.sleep(0.5) else os.execute("sleep 0.5") end
-  local now, poll_err = truedy.get_call(call.id)
-  if not now then
-    io.stderr:write(tostring(poll_err), "\n")
+if wait > 0 then
+  local follow = require "truedy.follow"
+  local client = assert(truedy.new())
+  local shown = call.status
+  local last, follow_err = follow(client, call.id, { timeout = wait, interval = 0.5,
+    on_change = function(now)
+      if now.status ~= shown then
+        shown = now.status
+        print(string.format("call %s %s", now.id, now.status))
+      end
+    end })
+  if not last then
+    io.stderr:write(tostring(follow_err), "\n")
     os.exit(1)
   end
-  call = now.data
-  if call.status ~= last_status then
-    print(string.format("call %s %s", call.id, call.status))
-    last_status = call.status
-  end
+  call = last
 end
 
 if truedy.is_terminal(call.status) then
