@@ -54,4 +54,18 @@ describe("emulator fixtures", function()
     end
     assert.are.equal(fixtures.failing_prefix, served.failing_prefix)
   end)
+
+  it("are the ones emulator/README.md lists", function()
+    local readme = assert(emu.read_file(emu.root .. "/emulator/README.md"))
+    for _, org in ipairs(fixtures.organizations) do
+      assert.is_truthy(readme:find(org.api_key, 1, true), org.name .. "'s key in the README")
+    end
+    for _, a in ipairs(fixtures.agents) do
+      assert.is_truthy(readme:find("`" .. a.id .. "`", 1, true), a.id .. " in the README")
+      for _, n in ipairs(a.outbound_numbers) do
+        assert.is_truthy(readme:find(n, 1, true), n .. " in the README")
+      end
+    end
+    assert.is_truthy(readme:find("`" .. fixtures.failing_prefix .. "`", 1, true))
+  end)
 end)
