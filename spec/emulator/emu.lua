@@ -1,8 +1,9 @@
 -- Helpers for the emulator's own specs: plain HTTP (LuaSocket, or curl where the transport
 -- itself is under test), never the truedy module, so these specs stand on their own.
 --
--- The emulator under test is the one at TRUEDY_EMULATOR_URL (the test runner starts it). Every
--- request goes to 127.0.0.1 with a timeout; every wait loop is bounded.
+-- The emulator under test is the one at TRUEDY_EMULATOR_URL (the test runner starts it), or,
+-- under plain `busted`, the one spec/support/session.lua started (global TRUEDY_TEST_EMULATOR_URL).
+-- Every request goes to 127.0.0.1 with a timeout; every wait loop is bounded.
 
 local http = require "socket.http"
 local ltn12 = require "ltn12"
@@ -11,7 +12,7 @@ local cjson = require("cjson").new()
 
 local emu = {}
 
-emu.url = os.getenv("TRUEDY_EMULATOR_URL")
+emu.url = os.getenv("TRUEDY_EMULATOR_URL") or rawget(_G, "TRUEDY_TEST_EMULATOR_URL")
 if not emu.url or emu.url == "" then
   error("TRUEDY_EMULATOR_URL is not set: the emulator specs need a running emulator. Run them with the"
     .. " project's test command, or: eval \"$(emulator/truedy-emulator start --dir /tmp/emu-dev)\";"

@@ -17,7 +17,7 @@ local faults = require "truedy_emulator.faults"
 
 local server = {}
 
--- Set by init() from the rendered nginx.conf: { instance = token, dir = state dir, version = ... }
+-- Set by init() from the rendered nginx.conf: { instance = token, dir = state dir }
 server.options = {}
 
 function server.init(options)
