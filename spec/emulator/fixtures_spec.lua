@@ -55,8 +55,8 @@ describe("emulator fixtures", function()
     assert.are.equal(fixtures.failing_prefix, served.failing_prefix)
   end)
 
-  it("are the ones emulator/README.md lists", function()
-    local readme = assert(emu.read_file(emu.root .. "/emulator/README.md"))
+  it("are the ones the README lists", function()
+    local readme = assert(emu.read_file(emu.root .. "/README.md"))
     for _, org in ipairs(fixtures.organizations) do
       assert.is_truthy(readme:find(org.api_key, 1, true), org.name .. "'s key in the README")
     end
