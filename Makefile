@@ -88,6 +88,27 @@ sanitize:
 	  LDFLAGS="-fsanitize=address,undefined"
 	@TRUEDY_TEST_LUAS= TRUEDY_TEST_WRAPPER=sanitize TRUEDY_BUILD=build/sanitize scripts/run-tests
 
+# Allocation-failure sweep (spec/oom/): the module and spec/oom/oom_sweep.c
+# built with AddressSanitizer + UBSan, against an emulator of its own.  For
+# N = 1, 2, ... a Lua 5.4 state whose allocator refuses the N-th allocation
+# runs spec/oom/scenario.lua, until a run meets no refusal.  Any leak,
+# sanitizer report, crash, hang, or error other than out of memory fails it.
+# OOM_BURSTS: the refusal patterns swept, one process each (0: every
+# allocation from the N-th on; 2: one out-of-memory error, then the program
+# goes on; 1: an emergency collection at every allocation, slower).
+OOM_BUILD  ?= build/oom
+OOM_BURSTS ?= 0 2
+OOM_SAN    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+.PHONY: oom
+oom:
+	@scripts/ensure-deps demo
+	@$(MAKE) --no-print-directory all LUA_VERSION=5.4 BUILD=$(OOM_BUILD) \
+	  CFLAGS="$(OOM_SAN)" LDFLAGS="-fsanitize=address,undefined"
+	$(CC) $(WARN) $(OOM_SAN) $(shell $(PKG_CONFIG) --cflags lua5.4) $(CURL_CFLAGS) \
+	  spec/oom/oom_sweep.c -o $(OOM_BUILD)/oom_sweep \
+	  $(shell $(PKG_CONFIG) --libs lua5.4) $(CURL_LIBS) -ldl
+	@spec/oom/run $(OOM_BUILD) $(OOM_BURSTS)
+
 # Static checks: luacheck, clang-tidy, cppcheck.
 # clang-tidy runs once per file: clang 14's analyzer mixes state between
 # translation units given in one run (a false va_list report in util.c).
