@@ -7,10 +7,12 @@
  * one engine, which later asynchronous APIs can drive step by step.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "truedy.h"
 
@@ -59,8 +61,12 @@ static double opt_number(lua_State *L, int t, const char *fname, const char *nam
             luaL_error(L, "%s: option '%s' must be a number, got %s", fname, name,
                        luaL_typename(L, -1));
         v = (double)lua_tonumber(L, -1);
-        if (!(v >= min && v <= max))
-            luaL_error(L, "%s: option '%s' must be between %g and %g", fname, name, min, max);
+        if (!(v >= min && v <= max)) {
+            /* lua_pushfstring has no %g: format here */
+            char range[128];
+            snprintf(range, sizeof range, "between %g and %g", min, max);
+            luaL_error(L, "%s: option '%s' must be %s", fname, name, range);
+        }
     }
     lua_pop(L, 1);
     return v;
@@ -89,8 +95,9 @@ static int opt_bool(lua_State *L, int t, const char *fname, const char *name) {
 }
 
 /* String option, or getenv(env) when absent; NULL when neither.  The value
- * stays valid while the options table (or the environment) holds it.  With
- * len NULL an embedded NUL raises; otherwise *len is the full length. */
+ * is left on the stack (the caller pops it): an __index metamethod may have
+ * made a string that nothing else anchors.  With len NULL an embedded NUL
+ * raises; otherwise *len is the full length. */
 static const char *opt_string(lua_State *L, int t, const char *fname, const char *name,
                               const char *env, size_t *len) {
     const char *v = NULL;
@@ -105,7 +112,6 @@ static const char *opt_string(lua_State *L, int t, const char *fname, const char
             if (len == NULL && strlen(v) != n) /* a NUL would silently cut the value */
                 luaL_error(L, "%s: option '%s' must not contain NUL bytes", fname, name);
         }
-        lua_pop(L, 1); /* the string stays anchored in the options table */
     }
     if (v == NULL && env != NULL) {
         v = getenv(env);
@@ -120,9 +126,26 @@ static const char *opt_string(lua_State *L, int t, const char *fname, const char
 
 /* ---- base URL policy ---------------------------------------------------- */
 
+/* localhost, 127.0.0.0/8 or ::1 -- as addresses, so that a name such as
+ * "127.evil.example" does not pass. */
 static int host_is_loopback(const char *host) {
-    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-           strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+    unsigned char addr[16];
+    char bare[64];
+    size_t n = strlen(host);
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, addr) == 1)
+        return addr[0] == 127;
+    if (n >= 2 && n < sizeof bare + 2 && host[0] == '[' && host[n - 1] == ']') {
+        memcpy(bare, host + 1, n - 2);
+        bare[n - 2] = '\0';
+        host = bare;
+    }
+    if (inet_pton(AF_INET6, host, addr) == 1) {
+        static const unsigned char loopback6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+        return memcmp(addr, loopback6, 16) == 0;
+    }
+    return 0;
 }
 
 /* NULL when the URL is acceptable, else why not (into buf). */
@@ -183,32 +206,13 @@ static void free_secret(char **p) {
     }
 }
 
+/* No request can be in the multi here: close runs from Lua, and the engine
+ * never returns to Lua with a transfer in flight. */
 static void client_close(td_client *c) {
-    td_request *r;
     int i;
     if (c->closed)
         return;
     c->closed = 1;
-    /* detach every live request: their handles die with the engine */
-    for (r = c->requests; r != NULL;) {
-        td_request *next = r->next;
-        if (r->easy) {
-            if (r->in_multi)
-                curl_multi_remove_handle(c->multi, r->easy);
-            curl_easy_cleanup(r->easy);
-            r->easy = NULL;
-            r->in_multi = 0;
-        }
-        if (r->state != TD_DONE) {
-            r->state = TD_DONE;
-            r->result = CURLE_ABORTED_BY_CALLBACK;
-            snprintf(r->errbuf, sizeof r->errbuf, "the client was closed");
-        }
-        r->client = NULL;
-        r->prev = r->next = NULL;
-        r = next;
-    }
-    c->requests = NULL;
     for (i = 0; i < c->pool_len; i++)
         curl_easy_cleanup(c->pool[i]);
     c->pool_len = 0;
@@ -277,6 +281,7 @@ static int client_create(lua_State *L, int t) {
     CURLMcode mrc = CURLM_OK;
     CURLSHcode src = CURLSHE_OK;
     const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+    int base = lua_gettop(L); /* the string options stay above it until copied */
 
     if (t != 0)
         check_option_names(L, t, fname, client_options);
@@ -294,6 +299,8 @@ static int client_create(lua_State *L, int t) {
     if (api_key == NULL)
         return td_push_config_error(
             L, "no API key: set TRUEDY_API_KEY or pass api_key to truedy.new{...}");
+    if (key_len == 0)
+        return td_push_config_error(L, "the API key is empty");
     if (td_has_ctl(api_key, key_len) || memchr(api_key, ' ', key_len) != NULL)
         return td_push_config_error(L, "the API key contains spaces or control characters");
     if (td_has_ctl(base_url, url_len))
@@ -350,6 +357,11 @@ static int client_create(lua_State *L, int t) {
     mrc |= curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     if (src != CURLSHE_OK || mrc != CURLM_OK)
         return luaL_error(L, "truedy: could not configure libcurl");
+    c->plain_http = strncasecmp(c->base_url, "http://", 7) == 0;
+    if (lua_gettop(L) > base + 1) { /* the client, in place of the option strings */
+        lua_replace(L, base + 1);
+        lua_settop(L, base + 1);
+    }
     return 1;
 }
 
@@ -385,6 +397,16 @@ static CURL *new_easy(td_client *c) {
         rc |= curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
     if (c->ca_path)
         rc |= curl_easy_setopt(e, CURLOPT_CAPATH, c->ca_path);
+    /* plain http is only allowed to loopback (or by explicit opt-in): a proxy
+     * from http_proxy / ALL_PROXY must not see the key in clear text.  https
+     * goes through proxies as a tunnel, unreadable to them. */
+    if (c->plain_http)
+        rc |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    if (c->debug) {
+        rc |= curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, td_debug_trace);
+        rc |= curl_easy_setopt(e, CURLOPT_DEBUGDATA, c);
+        rc |= curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+    }
     if (rc != CURLE_OK) {
         curl_easy_cleanup(e);
         return NULL;
@@ -405,66 +427,47 @@ void td_client_give_easy(td_client *c, CURL *easy) {
         curl_easy_cleanup(easy);
 }
 
-/* Drive every transfer of the client until r is finished.  No Lua runs
- * inside libcurl; between libcurl calls, finished attempts are classified
- * (which may decode a 429 body under lua_pcall). */
+/* Drive the engine until r is finished.  No Lua runs inside libcurl;
+ * between libcurl calls, a finished attempt is classified (which may decode a
+ * 429 body, under a protected call).  Waits between attempts are spent in
+ * curl_multi_poll, which sleeps and keeps idle connections serviced. */
 void td_client_run(lua_State *L, td_client *c, td_request *r) {
-    if (r->state == TD_IDLE && td_request_start_attempt(r) != 0) {
-        r->result = CURLE_OUT_OF_MEMORY;
-        r->state = TD_DONE;
-        td_request_release(r);
-        return;
-    }
     while (r->state != TD_DONE) {
         int running = 0, queued = 0;
-        double now, next_due = -1;
-        long wait_ms = 1000;
+        CURLMcode mc;
         CURLMsg *m;
-        td_request *x;
-        int restarted = 0;
-        if (curl_multi_perform(c->multi, &running) != CURLM_OK) {
-            if (r->in_multi)
-                td_request_attempt_done(L, r, CURLE_OUT_OF_MEMORY);
+        if (r->state == TD_IDLE || (r->state == TD_WAITING && td_monotonic() >= r->retry_at)) {
+            if (td_request_start_attempt(r) != 0) {
+                r->result = CURLE_OUT_OF_MEMORY;
+                snprintf(r->errbuf, sizeof r->errbuf, "could not start the transfer");
+                r->state = TD_DONE;
+                break;
+            }
+        }
+        if (r->state == TD_WAITING) {
+            double ms = ceil((r->retry_at - td_monotonic()) * 1000.0);
+            if (ms > 0)
+                curl_multi_poll(c->multi, NULL, 0, ms > 1000 ? 1000 : (int)ms, NULL);
+            continue;
+        }
+        mc = curl_multi_perform(c->multi, &running);
+        if (mc != CURLM_OK) {
+            r->result = CURLE_FAILED_INIT;
+            snprintf(r->errbuf, sizeof r->errbuf, "libcurl: %s", curl_multi_strerror(mc));
             r->state = TD_DONE;
-            td_request_release(r);
             break;
         }
         while ((m = curl_multi_info_read(c->multi, &queued)) != NULL) {
-            if (m->msg == CURLMSG_DONE) {
-                CURL *easy = m->easy_handle;
-                CURLcode result = m->data.result;
-                td_request *done = NULL;
-                curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&done);
-                if (done)
-                    td_request_attempt_done(L, done, result);
+            if (m->msg == CURLMSG_DONE && m->easy_handle == r->easy) {
+                CURLcode result = m->data.result; /* m dies with the removal */
+                td_request_attempt_done(L, r, result);
+                break;
             }
         }
-        now = td_monotonic();
-        for (x = c->requests; x != NULL; x = x->next) {
-            if (x->state != TD_WAITING)
-                continue;
-            if (x->retry_at <= now) {
-                restarted = 1;
-                if (td_request_start_attempt(x) != 0) {
-                    x->result = CURLE_OUT_OF_MEMORY;
-                    x->state = TD_DONE;
-                    td_request_release(x);
-                }
-            } else if (next_due < 0 || x->retry_at < next_due) {
-                next_due = x->retry_at;
-            }
-        }
-        if (r->state == TD_DONE)
-            break;
-        if (restarted)
-            continue; /* let curl_multi_perform pick the new attempts up at once */
-        if (next_due >= 0) {
-            double ms = ceil((next_due - now) * 1000.0);
-            if (ms < (double)wait_ms)
-                wait_ms = ms < 0 ? 0 : (long)ms;
-        }
-        curl_multi_poll(c->multi, NULL, 0, (int)wait_ms, NULL);
+        if (r->state == TD_RUNNING)
+            curl_multi_poll(c->multi, NULL, 0, 1000, NULL);
     }
+    td_request_release(r);
 }
 
 /* ---- methods --------------------------------------------------------------- */
@@ -529,11 +532,18 @@ static int read_idempotency_key(lua_State *L, int idx, td_request *r, td_fail *f
     return 0;
 }
 
+/* Raise, after freeing what the request holds: should the collector later
+ * be unable to run its __gc (out of memory), nothing is lost. */
+static int raise_finished(lua_State *L, td_request *r, const char *message) {
+    td_request_finish(r, 0);
+    return luaL_error(L, "%s", message);
+}
+
 static int run_request(lua_State *L, td_client *c, td_request *r) {
     if (td_request_set_headers(r, r->body.len > 0) != 0)
-        return luaL_error(L, "truedy: out of memory");
+        return raise_finished(L, r, "truedy: out of memory");
     td_client_run(L, c, r);
-    return td_request_push_outcome(L, r);
+    return td_request_finish(r, td_request_push_outcome(L, r));
 }
 
 /* client:create_call(params [, opts]) -> envelope | nil, err */
@@ -548,18 +558,18 @@ static int client_create_call(lua_State *L) {
     r->method = "POST";
     apply_call_options(L, 3, r, "create_call", create_options);
     if (read_idempotency_key(L, 3, r, &fail) != 0)
-        return td_push_invalid(L, &fail);
+        return td_request_finish(r, td_push_invalid(L, &fail));
     memset(&fail, 0, sizeof fail);
     rc = td_params_create_call(L, 2, &r->body, &fail);
     if (rc == -1)
-        return td_push_invalid(L, &fail);
+        return td_request_finish(r, td_push_invalid(L, &fail));
     if (rc != 0)
-        return luaL_error(L, "truedy: out of memory");
+        return raise_finished(L, r, "truedy: out of memory");
     /* every create carries a key, so a retry can never dial twice */
     if (r->idem_key[0] == '\0')
         td_uuid4(r->idem_key);
     if (td_request_set_url(r, "/calls", NULL) != 0)
-        return luaL_error(L, "truedy: out of memory");
+        return raise_finished(L, r, "truedy: out of memory");
     return run_request(L, c, r);
 }
 
@@ -588,8 +598,7 @@ static int client_get_call(lua_State *L) {
     td_request *r;
     size_t n;
     const char *id = luaL_checklstring(L, 2, &n);
-    td_buf path = {0};
-    int rc;
+    td_buf *path;
     lua_settop(L, 3);
     r = td_request_new(L, 1, "get_call");
     r->method = "GET";
@@ -600,24 +609,48 @@ static int client_get_call(lua_State *L) {
         snprintf(fail.field, sizeof fail.field, "call_id");
         snprintf(fail.rule, sizeof fail.rule,
                  "must be a call id: non-empty UTF-8 text without '/' or '\\', not '.' or '..'");
-        return td_push_invalid(L, &fail);
+        return td_request_finish(r, td_push_invalid(L, &fail));
     }
-    /* one path segment, escaped: an id can never reach another endpoint */
-    rc = td_buf_puts(&path, "/calls/") || url_escape(&path, id, n);
-    rc = rc || td_request_set_url(r, path.data, NULL);
-    td_buf_free(&path);
-    if (rc)
-        return luaL_error(L, "truedy: out of memory");
+    /* one path segment, escaped: an id can never reach another endpoint.  The
+     * path is built in the request's (unused) body buffer, which the request
+     * userdata owns should anything raise. */
+    path = &r->body;
+    if (td_buf_puts(path, "/calls/") || url_escape(path, id, n) ||
+        td_request_set_url(r, path->data, NULL))
+        return raise_finished(L, r, "truedy: out of memory");
+    path->len = 0;
     return run_request(L, c, r);
+}
+
+/* limit and offset: whole numbers in range, given as numbers or digits. */
+static int check_paging(lua_State *L, int idx, const char *k, td_fail *f) {
+    double lo = strcmp(k, "limit") == 0 ? 1 : 0, hi = strcmp(k, "limit") == 0 ? 100 : 1e15, d = -1;
+    if (strcmp(k, "limit") != 0 && strcmp(k, "offset") != 0)
+        return 0;
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        d = (double)lua_tonumber(L, idx);
+    } else if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t n, i;
+        const char *s = lua_tolstring(L, idx, &n);
+        for (i = 0; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            ;
+        if (n > 0 && n <= 15 && i == n)
+            d = strtod(s, NULL);
+    }
+    if (d >= lo && d <= hi && d == floor(d))
+        return 0;
+    snprintf(f->field, sizeof f->field, "%s", k);
+    snprintf(f->rule, sizeof f->rule, "%s",
+             lo == 1 ? "must be a whole number from 1 to 100" : "must be a whole number, 0 or more");
+    return -1;
 }
 
 /* client:list_calls([filters [, opts]]) -> envelope | nil, err */
 static int client_list_calls(lua_State *L) {
     td_client *c = td_check_client(L, 1);
     td_request *r;
-    td_buf query = {0};
+    td_buf *query;
     td_fail fail;
-    int rc = 0, bad = 0;
     lua_settop(L, 3);
     if (!lua_isnil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
@@ -625,64 +658,56 @@ static int client_list_calls(lua_State *L) {
     r->method = "GET";
     apply_call_options(L, 3, r, "list_calls", read_options);
     memset(&fail, 0, sizeof fail);
+    /* built in the request's (unused) body buffer: owned by the userdata, so
+     * the raise below cannot leak it */
+    query = &r->body;
+    if (td_buf_puts(query, "/calls"))
+        return raise_finished(L, r, "truedy: out of memory");
     if (lua_istable(L, 2)) {
+        int first = 1;
         lua_pushnil(L);
-        while (!bad && !rc && lua_next(L, 2) != 0) {
+        while (lua_next(L, 2) != 0) {
             size_t kn, vn;
             const char *k, *v;
             char num[64];
-            if (lua_type(L, -2) != LUA_TSTRING) {
-                lua_pop(L, 2);
-                return luaL_error(L, "list_calls: filter names must be strings");
-            }
+            if (lua_type(L, -2) != LUA_TSTRING)
+                return raise_finished(L, r, "list_calls: filter names must be strings");
             k = lua_tolstring(L, -2, &kn);
-            snprintf(fail.field, sizeof fail.field, "%s", k);
+            if (check_paging(L, -1, k, &fail) != 0)
+                return td_request_finish(r, td_push_invalid(L, &fail));
             if (lua_type(L, -1) == LUA_TNUMBER) {
-                lua_Number d = lua_tonumber(L, -1);
-                if ((strcmp(k, "limit") == 0 && !(d >= 1 && d <= 100 && d == floor(d))) ||
-                    (strcmp(k, "offset") == 0 && !(d >= 0 && d == floor(d) && d < 1e15))) {
-                    snprintf(fail.rule, sizeof fail.rule,
-                             strcmp(k, "limit") == 0 ? "must be a whole number from 1 to 100"
-                                                     : "must be a whole number, 0 or more");
-                    bad = 1;
-                }
                 if (td_isinteger(L, -1))
                     snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, -1));
                 else
-                    td_format_double(num, sizeof num, (double)d);
+                    td_format_double(num, sizeof num, (double)lua_tonumber(L, -1));
                 v = num;
                 vn = strlen(num);
             } else if (lua_type(L, -1) == LUA_TSTRING) {
                 v = lua_tolstring(L, -1, &vn);
-                if (!td_utf8_valid(v, vn)) {
-                    snprintf(fail.rule, sizeof fail.rule, "must be valid UTF-8 text");
-                    bad = 1;
-                }
             } else if (lua_type(L, -1) == LUA_TBOOLEAN) {
                 v = lua_toboolean(L, -1) ? "true" : "false";
                 vn = strlen(v);
             } else {
+                snprintf(fail.field, sizeof fail.field, "%s", k);
                 snprintf(fail.rule, sizeof fail.rule, "must be a string, number or boolean, got %s",
                          luaL_typename(L, -1));
-                bad = 1;
-                v = "";
-                vn = 0;
+                return td_request_finish(r, td_push_invalid(L, &fail));
             }
-            if (!bad)
-                rc = (query.len > 0 && td_buf_putc(&query, '&')) || url_escape(&query, k, kn) ||
-                     td_buf_putc(&query, '=') || url_escape(&query, v, vn);
+            if (!td_utf8_valid(k, kn) || !td_utf8_valid(v, vn)) {
+                snprintf(fail.field, sizeof fail.field, "%s", k);
+                snprintf(fail.rule, sizeof fail.rule, "must be valid UTF-8 text");
+                return td_request_finish(r, td_push_invalid(L, &fail));
+            }
+            if (td_buf_putc(query, first ? '?' : '&') || url_escape(query, k, kn) ||
+                td_buf_putc(query, '=') || url_escape(query, v, vn))
+                return raise_finished(L, r, "truedy: out of memory");
+            first = 0;
             lua_pop(L, 1);
         }
-        if (bad || rc)
-            lua_pop(L, 1); /* the key lua_next left */
     }
-    if (!bad && !rc)
-        rc = td_request_set_url(r, "/calls", query.data);
-    td_buf_free(&query);
-    if (bad)
-        return td_push_invalid(L, &fail);
-    if (rc)
-        return luaL_error(L, "truedy: out of memory");
+    if (td_request_set_url(r, query->data, NULL))
+        return raise_finished(L, r, "truedy: out of memory");
+    query->len = 0;
     return run_request(L, c, r);
 }
 

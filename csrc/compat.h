@@ -40,6 +40,20 @@ static inline void td_rawsetp(lua_State *L, int idx, const void *key) {
     lua_rawset(L, idx);
 }
 
+/* Call f with the light userdata ud as its only argument, in protected mode,
+ * allocating nothing outside the protection (5.1's lua_pushcfunction makes a
+ * closure, hence lua_cpcall there).  On error the error object is left on the
+ * stack, as lua_pcall does. */
+static inline int td_cpcall(lua_State *L, lua_CFunction f, void *ud) {
+#if LUA_VERSION_NUM >= 502
+    lua_pushcfunction(L, f); /* a light C function: no allocation */
+    lua_pushlightuserdata(L, ud);
+    return lua_pcall(L, 1, 0, 0);
+#else
+    return lua_cpcall(L, f, ud);
+#endif
+}
+
 static inline int td_absindex(lua_State *L, int idx) {
     return (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
 }

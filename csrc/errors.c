@@ -93,11 +93,12 @@ static int error_tostring(lua_State *L) {
     message = field_str(L, 1, "message");
     field = field_str(L, 1, "field");
     request_id = field_str(L, 1, "request_id");
+    /* range-checked before the cast: the table may come from anywhere */
     lua_getfield(L, 1, "status");
-    if (lua_type(L, -1) == LUA_TNUMBER)
+    if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0 && lua_tonumber(L, -1) < 1e6)
         status = (lua_Integer)lua_tonumber(L, -1);
     lua_getfield(L, 1, "attempts");
-    if (lua_type(L, -1) == LUA_TNUMBER)
+    if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0 && lua_tonumber(L, -1) < 1e6)
         attempts = (lua_Integer)lua_tonumber(L, -1);
     lua_getfield(L, 1, "details");
     if (lua_type(L, -1) == LUA_TTABLE)

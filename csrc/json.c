@@ -184,38 +184,54 @@ int td_json_encode_value(lua_State *L, int idx, td_buf *out, td_path *path, td_f
     }
 }
 
-/* Collect the string keys of the object at idx, sorted.  Large objects get
- * their key array from a userdata (left on the stack, *pushed = 1) so an
- * out-of-memory error cannot leak it. */
-static td_key *sorted_keys(lua_State *L, int idx, int count, td_key *small, int small_cap,
-                           int *pushed) {
+/* Collect the string keys of the object at idx, sorted.  Every key is
+ * anchored while its pointer is held -- on the stack for small objects, in a
+ * fresh table for large ones -- so that no collection step (a weak table
+ * losing an entry, a finalizer editing the table) can free a key under us.
+ * Large key arrays live in a userdata so an error cannot leak them.
+ * Returns how many keys were collected; *pushed says how many stack slots to
+ * pop afterwards, *anchor is the anchor table (0: keys on the stack). */
+static int sorted_keys(lua_State *L, int idx, int count, td_key *small, int small_cap,
+                       td_key **out, int *anchor, int *pushed) {
     td_key *keys = small;
     int i = 0;
-    *pushed = 0;
-    if (count > small_cap) {
+    *anchor = 0;
+    if (count <= small_cap) {
+        luaL_checkstack(L, count + 4, "truedy: JSON object");
+    } else {
+        lua_createtable(L, count, 0);
+        *anchor = lua_gettop(L);
         keys = td_newuserdata(L, sizeof(td_key) * (size_t)count);
-        *pushed = 1;
     }
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
-        /* the key string stays alive: the table holds it */
-        if (i < count) {
-            keys[i].s = lua_tolstring(L, -2, &keys[i].n);
+        lua_pop(L, 1);
+        if (i < count && lua_type(L, -1) == LUA_TSTRING) {
+            lua_pushvalue(L, -1);
+            if (*anchor) {
+                lua_rawseti(L, *anchor, i + 1);
+                keys[i].at = i + 1;
+            } else {
+                lua_insert(L, -2); /* the copy stays; the key goes back to lua_next */
+                keys[i].at = lua_gettop(L) - 1;
+            }
+            keys[i].s = lua_tolstring(L, -1, &keys[i].n);
             i++;
         }
-        lua_pop(L, 1);
     }
     qsort(keys, (size_t)i, sizeof *keys, key_cmp);
-    return keys;
+    *pushed = *anchor ? 2 : i;
+    *out = keys;
+    return i;
 }
 
 int td_json_encode_object(lua_State *L, int idx, int count, td_buf *out, td_path *path,
                           td_fail *f, int depth, td_lookup_fn lookup, td_emit_fn values) {
     td_key small[TD_SMALL_KEYS], *keys;
-    int i, rc = 0, pushed;
+    int i, rc = 0, pushed, anchor;
     idx = td_absindex(L, idx);
     luaL_checkstack(L, 6, "truedy: JSON nesting");
-    keys = sorted_keys(L, idx, count, small, TD_SMALL_KEYS, &pushed);
+    count = sorted_keys(L, idx, count, small, TD_SMALL_KEYS, &keys, &anchor, &pushed);
     if (td_buf_putc(out, '{') != 0)
         rc = -2;
     for (i = 0; i < count && rc == 0; i++) {
@@ -231,7 +247,10 @@ int td_json_encode_object(lua_State *L, int idx, int count, td_buf *out, td_path
             td_json_encode_string(out, keys[i].s, keys[i].n) != 0 || td_buf_putc(out, ':') != 0) {
             rc = -2;
         } else {
-            lua_pushlstring(L, keys[i].s, keys[i].n);
+            if (anchor)
+                lua_rawgeti(L, anchor, keys[i].at);
+            else
+                lua_pushvalue(L, keys[i].at);
             lua_rawget(L, idx);
             if (special)
                 rc = special(L, lua_gettop(L), out, path, f);
@@ -245,8 +264,7 @@ int td_json_encode_object(lua_State *L, int idx, int count, td_buf *out, td_path
     }
     if (rc == 0 && td_buf_putc(out, '}') != 0)
         rc = -2;
-    if (pushed)
-        lua_pop(L, 1);
+    lua_pop(L, pushed);
     return rc;
 }
 
@@ -290,9 +308,14 @@ void td_json_init(lua_State *L) {
     /* require "cjson" and make a private instance of it */
     lua_getglobal(L, "require");
     lua_pushstring(L, "cjson");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-        luaL_error(L, "truedy needs lua-cjson (Debian: lua-cjson; LuaRocks: lua-cjson): %s",
-                   lua_tostring(L, -1));
+    {
+        int status = lua_pcall(L, 1, 1, 0);
+        if (status == LUA_ERRMEM)
+            lua_error(L); /* not a missing cjson: pass the memory error on */
+        if (status != LUA_OK)
+            luaL_error(L, "truedy needs lua-cjson (Debian: lua-cjson; LuaRocks: lua-cjson): %s",
+                       lua_tostring(L, -1));
+    }
     lua_getfield(L, -1, "new");
     if (lua_isfunction(L, -1)) {
         lua_call(L, 0, 1);
@@ -355,9 +378,13 @@ static void normalise(lua_State *L, int idx, int depth) {
 }
 
 int td_json_decode(lua_State *L, const char *s, size_t n) {
+    int status;
     td_rawgetp(L, LUA_REGISTRYINDEX, &decode_key);
     lua_pushlstring(L, s, n);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    status = lua_pcall(L, 1, 1, 0);
+    if (status == LUA_ERRMEM)
+        lua_error(L); /* out of memory is not "invalid JSON": pass it on */
+    if (status != LUA_OK) {
         if (!lua_isstring(L, -1)) {
             lua_pop(L, 1);
             lua_pushstring(L, "invalid JSON");

@@ -17,6 +17,7 @@
 #define E164_RULE                                                                                  \
     "must be an E.164 phone number: '+', then 2 to 15 digits, the first not 0, "                   \
     "nothing else (like +12125551234)"
+#define MAX_DURATION 315576000000.0
 #define DURATION_RULE "must be a duration: a number of seconds (30) or a string like \"30s\" or \"1.5s\""
 
 static const char *lua_type_phrase(lua_State *L, int idx) {
@@ -129,12 +130,28 @@ static int emit_duration(lua_State *L, int idx, td_buf *out, td_path *path, td_f
             td_fail_set(f, path, "must not be negative");
             return -1;
         }
-        if (td_isinteger(L, idx))
+        if (d > MAX_DURATION) { /* protobuf's Duration limit: 10,000 years */
+            td_fail_set(f, path, "must be at most %.0f seconds", MAX_DURATION);
+            return -1;
+        }
+        if (td_isinteger(L, idx)) {
             snprintf(text, sizeof text, "\"%llds\"", (long long)lua_tointeger(L, idx));
-        else {
-            char num[64];
-            td_format_double(num, sizeof num, (double)d);
-            snprintf(text, sizeof text, "\"%ss\"", num);
+        } else {
+            /* fixed notation, nanoseconds at most, trailing zeros dropped:
+             * never "1e-07s", which no duration parser takes */
+            size_t n = (size_t)snprintf(text, sizeof text, "\"%.9f", (double)d);
+            while (n > 2 && text[n - 1] == '0')
+                n--;
+            if (text[n - 1] == '.' || text[n - 1] == ',')
+                n--;
+            if (text[n - 1] == '"') /* nothing left: it was 0 */
+                text[n++] = '0';
+            for (size_t i = 1; i < n; i++) /* a locale's decimal comma */
+                if (text[i] == ',')
+                    text[i] = '.';
+            text[n++] = 's';
+            text[n++] = '"';
+            text[n] = '\0';
         }
         return put(out, text);
     }

@@ -86,13 +86,30 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata) {
     return n;
 }
 
-/* Redacting trace for the debug option: headers and libcurl's notes go to
- * stderr, the Authorization value never does. */
-static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, void *userdata) {
+/* Write data[0..n) to stderr with every occurrence of the key replaced. */
+static void write_redacted(const char *data, size_t n, const char *key) {
+    size_t klen = key ? strlen(key) : 0, i = 0, run = 0;
+    while (klen > 0 && i + klen <= n) {
+        if (data[i] == key[0] && memcmp(data + i, key, klen) == 0) {
+            fwrite(data + run, 1, i - run, stderr);
+            fputs("[redacted]", stderr);
+            i += klen;
+            run = i;
+        } else {
+            i++;
+        }
+    }
+    fwrite(data + run, 1, n - run, stderr);
+}
+
+/* The debug option's trace: headers and libcurl's notes go to stderr, with
+ * the Authorization value and every other appearance of the key redacted
+ * (libcurl also logs request headers as plain text lines with HTTP/2). */
+int td_debug_trace(CURL *easy, curl_infotype type, char *data, size_t size, void *userdata) {
+    const td_client *c = userdata;
     const char *prefix;
     size_t i = 0;
     (void)easy;
-    (void)userdata;
     switch (type) {
     case CURLINFO_TEXT: prefix = "truedy * "; break;
     case CURLINFO_HEADER_OUT: prefix = "truedy > "; break;
@@ -109,10 +126,12 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
             size_t len = end - i;
             if (data[end - 1] == '\r')
                 len--;
+            fputs(prefix, stderr);
             if (len >= 14 && strncasecmp(data + i, "authorization:", 14) == 0)
-                fprintf(stderr, "%sAuthorization: [redacted]\n", prefix);
+                fputs("Authorization: [redacted]", stderr);
             else
-                fprintf(stderr, "%s%.*s\n", prefix, (int)len, data + i);
+                write_redacted(data + i, len, c ? c->api_key : NULL);
+            fputc('\n', stderr);
         }
         i = end + 1;
     }
@@ -121,16 +140,18 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
 
 /* ---- the userdata ------------------------------------------------------- */
 
-static void unlink_request(td_request *r) {
-    if (r->client == NULL)
-        return;
-    if (r->prev)
-        r->prev->next = r->next;
-    else if (r->client->requests == r)
-        r->client->requests = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+/* The header list holds a copy of the Authorization line: wipe it first. */
+static void free_headers(td_request *r) {
+    struct curl_slist *h;
+    for (h = r->headers; h != NULL; h = h->next) {
+        if (h->data && strncasecmp(h->data, "authorization:", 14) == 0) {
+            volatile char *p = h->data;
+            while (*p)
+                *p++ = '\0';
+        }
+    }
+    curl_slist_free_all(r->headers);
+    r->headers = NULL;
 }
 
 void td_request_release(td_request *r) {
@@ -138,31 +159,42 @@ void td_request_release(td_request *r) {
         if (r->in_multi && r->client && r->client->multi)
             curl_multi_remove_handle(r->client->multi, r->easy);
         r->in_multi = 0;
-        curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, NULL);
-        curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, (char *)NULL);
+        curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
         if (r->client)
             td_client_give_easy(r->client, r->easy);
         else
             curl_easy_cleanup(r->easy);
         r->easy = NULL;
     }
-    curl_slist_free_all(r->headers);
-    r->headers = NULL;
+    free_headers(r);
 }
 
-static int request_gc(lua_State *L) {
-    td_request *r = luaL_checkudata(L, 1, TD_REQUEST_MT);
-    td_request_release(r);
-    unlink_request(r);
-    r->client = NULL;
-    if (r->client_ref != LUA_NOREF) {
-        luaL_unref(L, LUA_REGISTRYINDEX, r->client_ref);
-        r->client_ref = LUA_NOREF;
+/* Free everything the request holds.  Called as each method returns, so a
+ * finished request holds nothing: when memory is so short that Lua cannot
+ * even call a finalizer (it then frees the userdata without __gc), nothing
+ * leaks.  __gc is the same, for the paths where a Lua error left early. */
+static void request_free(td_request *r) {
+    if (r->easy) { /* never expected: td_client_run releases it */
+        curl_easy_cleanup(r->easy);
+        r->easy = NULL;
     }
+    r->client = NULL; /* it may be gone by the time the collector comes */
+    free_headers(r);
     td_buf_free(&r->body);
     td_buf_free(&r->resp);
     free(r->url);
     r->url = NULL;
+}
+
+int td_request_finish(td_request *r, int nresults) {
+    td_request_release(r);
+    request_free(r);
+    return nresults;
+}
+
+static int request_gc(lua_State *L) {
+    request_free(luaL_checkudata(L, 1, TD_REQUEST_MT));
     return 0;
 }
 
@@ -177,26 +209,16 @@ void td_request_init(lua_State *L) {
 
 td_request *td_request_new(lua_State *L, int client_idx, const char *operation) {
     td_client *c = td_check_client(L, client_idx);
-    td_request *r;
-    client_idx = td_absindex(L, client_idx);
-    r = td_newuserdata(L, sizeof *r);
+    td_request *r = td_newuserdata(L, sizeof *r);
     memset(r, 0, sizeof *r);
-    r->client_ref = LUA_NOREF;
     r->retry_after = -1;
     r->wait_hint = -1;
     r->operation = operation;
     r->max_retries = c->max_retries;
     r->timeout_ms = c->timeout_ms;
+    r->client = c;
     luaL_getmetatable(L, TD_REQUEST_MT);
     lua_setmetatable(L, -2);
-    /* from here on __gc owns everything hung on r */
-    lua_pushvalue(L, client_idx);
-    r->client_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    r->client = c;
-    r->next = c->requests;
-    if (c->requests)
-        c->requests->prev = r;
-    c->requests = r;
     return r;
 }
 
@@ -250,10 +272,6 @@ static int configure_easy(td_request *r) {
     rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
     rc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-    if (r->client->debug) {
-        rc |= curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, on_debug);
-        rc |= curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
-    }
     if (strcmp(r->method, "POST") == 0) {
         rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
         rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data ? r->body.data : "");
@@ -378,11 +396,23 @@ static double rate_limit_wait(lua_State *L, td_request *r) {
     return wait;
 }
 
+static int rate_limit_wait_protected(lua_State *L) {
+    td_request *r = lua_touserdata(L, 1);
+    r->wait_hint = rate_limit_wait(L, r);
+    return 0;
+}
+
 static double jitter(void) {
     uint32_t x = 0;
     if (td_random_bytes(&x, sizeof x) != 0)
         x = (uint32_t)(td_monotonic() * 1e6);
     return (double)x / 4294967296.0;
+}
+
+static void redact_text(char *text, const char *key) {
+    size_t n = strlen(text);
+    td_redact(text, &n, key);
+    text[n] = '\0';
 }
 
 void td_request_attempt_done(lua_State *L, td_request *r, CURLcode result) {
@@ -396,11 +426,22 @@ void td_request_attempt_done(lua_State *L, td_request *r, CURLcode result) {
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
     if (result == CURLE_FILESIZE_EXCEEDED)
         r->overflow = 1; /* refused from Content-Length before reading the body */
-
-    if (r->status == 429 || r->retry_after >= 0) {
-        /* the server said how long: Retry-After first, then reset_at */
-        r->wait_hint = r->retry_after >= 0 ? r->retry_after : rate_limit_wait(L, r);
+    if (c && c->api_key) {
+        /* a server or proxy that echoes the request back must not put the
+         * key into an error: everything later derives from these buffers */
+        td_redact(r->resp.data, &r->resp.len, c->api_key);
+        if (r->resp.data)
+            r->resp.data[r->resp.len] = '\0';
+        redact_text(r->content_type, c->api_key);
+        redact_text(r->request_id_hdr, c->api_key);
+        redact_text(r->errbuf, c->api_key);
     }
+
+    /* the server said how long: Retry-After first, then reset_at */
+    if (r->retry_after >= 0)
+        r->wait_hint = r->retry_after;
+    else if (r->status == 429 && td_cpcall(L, rate_limit_wait_protected, r) != LUA_OK)
+        lua_pop(L, 1); /* the error object: no wait hint, plain backoff */
     if (attempt_retryable(r) && r->attempts <= r->max_retries && c && !c->closed) {
         if (r->wait_hint >= 0) {
             /* a little past the reset so we do not arrive a hair early */
@@ -489,45 +530,6 @@ static const char *code_for_status(long status, char *buf, size_t cap) {
     }
 }
 
-/* Replace every occurrence of the API key in the string at the top of the
- * stack: a server (or a proxy) that echoes the header back must not put the
- * key into an error message. */
-static void scrub_top(lua_State *L, const td_client *c) {
-    size_t n, klen;
-    const char *s, *hit;
-    if (c == NULL || c->api_key == NULL || lua_type(L, -1) != LUA_TSTRING)
-        return;
-    klen = strlen(c->api_key);
-    s = lua_tolstring(L, -1, &n);
-    if (klen < 4 || n < klen)
-        return;
-    hit = strstr(s, c->api_key);
-    if (hit == NULL)
-        return;
-    {
-        luaL_Buffer b;
-        const char *p = s;
-        lua_pushvalue(L, -1); /* keep s anchored while the buffer grows */
-        luaL_buffinit(L, &b);
-        while (hit) {
-            luaL_addlstring(&b, p, (size_t)(hit - p));
-            luaL_addstring(&b, "[redacted]");
-            p = hit + klen;
-            hit = strstr(p, c->api_key);
-        }
-        luaL_addstring(&b, p);
-        luaL_pushresult(&b);
-        lua_replace(L, -3);
-        lua_pop(L, 1);
-    }
-}
-
-/* Set err[k] = the string on top, scrubbed.  Pops it. */
-static void set_scrubbed(lua_State *L, int err, const char *k, const td_client *c) {
-    scrub_top(L, c);
-    lua_setfield(L, err, k);
-}
-
 static void set_common(lua_State *L, int err, td_request *r) {
     lua_pushinteger(L, r->attempts);
     lua_setfield(L, err, "attempts");
@@ -544,6 +546,15 @@ static void set_common(lua_State *L, int err, td_request *r) {
     if (r->wait_hint >= 0) {
         lua_pushnumber(L, r->wait_hint);
         lua_setfield(L, err, "retry_after");
+    }
+    /* headers may have arrived even when the body did not */
+    if (r->request_id_hdr[0]) {
+        lua_pushstring(L, r->request_id_hdr);
+        lua_setfield(L, err, "request_id");
+    }
+    if (r->content_type[0]) {
+        lua_pushstring(L, r->content_type);
+        lua_setfield(L, err, "content_type");
     }
 }
 
@@ -572,7 +583,7 @@ static int push_transfer_error(lua_State *L, td_request *r) {
     td_error_new(L, kind, "");
     err = lua_gettop(L);
     lua_pushstring(L, msg);
-    set_scrubbed(L, err, "message", c);
+    lua_setfield(L, err, "message");
     lua_pushinteger(L, (lua_Integer)r->result);
     lua_setfield(L, err, "curl_code");
     set_common(L, err, r);
@@ -581,7 +592,6 @@ static int push_transfer_error(lua_State *L, td_request *r) {
 
 /* The error for a non-2xx answer. */
 static int push_api_error(lua_State *L, td_request *r) {
-    td_client *c = r->client;
     int err, env = 0;
     int decoded = r->resp.len > 0 && td_json_decode(L, r->resp.data, r->resp.len) &&
                   lua_type(L, -1) == LUA_TTABLE;
@@ -605,28 +615,17 @@ static int push_api_error(lua_State *L, td_request *r) {
             /* the documented envelope */
             lua_getfield(L, e, "code");
             if (lua_type(L, -1) == LUA_TSTRING)
-                set_scrubbed(L, err, "code", c);
+                lua_setfield(L, err, "code");
             else
                 lua_pop(L, 1);
             lua_getfield(L, e, "message");
             if (lua_type(L, -1) == LUA_TSTRING)
-                set_scrubbed(L, err, "message", c);
+                lua_setfield(L, err, "message");
             else
                 lua_pop(L, 1);
             lua_getfield(L, e, "details");
             if (lua_type(L, -1) == LUA_TTABLE) {
                 int d = lua_gettop(L);
-                lua_pushnil(L);
-                while (lua_next(L, d) != 0) { /* scrub the string values */
-                    if (lua_type(L, -1) == LUA_TSTRING && lua_type(L, -2) == LUA_TSTRING) {
-                        scrub_top(L, c);
-                        lua_pushvalue(L, -2);
-                        lua_insert(L, -2);
-                        lua_rawset(L, d);
-                    } else {
-                        lua_pop(L, 1);
-                    }
-                }
                 lua_getfield(L, d, "field");
                 if (lua_type(L, -1) == LUA_TSTRING)
                     lua_setfield(L, err, "field");
@@ -643,19 +642,19 @@ static int push_api_error(lua_State *L, td_request *r) {
                 lua_pop(L, 1);
         } else if (lua_type(L, e) == LUA_TSTRING) {
             lua_pushvalue(L, e); /* {"error": "text"} */
-            set_scrubbed(L, err, "message", c);
+            lua_setfield(L, err, "message");
         } else {
             /* {"detail": "text"} or {"detail": [{"loc": [...], "msg": "..."}]}
              * from frameworks in front of the API, or {"message": "text"} */
             lua_getfield(L, env, "detail");
             if (lua_type(L, -1) == LUA_TSTRING) {
-                set_scrubbed(L, err, "message", c);
+                lua_setfield(L, err, "message");
             } else if (lua_type(L, -1) == LUA_TTABLE) {
                 lua_rawgeti(L, -1, 1);
                 if (lua_type(L, -1) == LUA_TTABLE) {
                     lua_getfield(L, -1, "msg");
                     if (lua_type(L, -1) == LUA_TSTRING)
-                        set_scrubbed(L, err, "message", c);
+                        lua_setfield(L, err, "message");
                     else
                         lua_pop(L, 1);
                     lua_getfield(L, -1, "loc");
@@ -673,7 +672,7 @@ static int push_api_error(lua_State *L, td_request *r) {
                 lua_pop(L, 1);
                 lua_getfield(L, env, "message");
                 if (lua_type(L, -1) == LUA_TSTRING)
-                    set_scrubbed(L, err, "message", c);
+                    lua_setfield(L, err, "message");
                 else
                     lua_pop(L, 1);
             }
@@ -698,12 +697,6 @@ static int push_api_error(lua_State *L, td_request *r) {
         lua_setfield(L, err, "code");
     }
     lua_pop(L, 1);
-    lua_getfield(L, err, "request_id");
-    if (lua_isnil(L, -1) && r->request_id_hdr[0]) {
-        lua_pushstring(L, r->request_id_hdr);
-        lua_setfield(L, err, "request_id");
-    }
-    lua_pop(L, 1);
     lua_getfield(L, err, "message");
     if (lua_type(L, -1) != LUA_TSTRING || td_rawlen(L, -1) == 0) {
         char msg[512];
@@ -722,16 +715,12 @@ static int push_api_error(lua_State *L, td_request *r) {
             lua_pushstring(L, msg);
             push_excerpt(L, r->resp.data, r->resp.len);
             lua_pushvalue(L, -1);
-            set_scrubbed(L, err, "excerpt", c);
+            lua_setfield(L, err, "excerpt");
             lua_concat(L, 2);
         }
-        set_scrubbed(L, err, "message", c);
+        lua_setfield(L, err, "message");
     }
     lua_pop(L, 1);
-    if (r->content_type[0]) {
-        lua_pushstring(L, r->content_type);
-        lua_setfield(L, err, "content_type");
-    }
     lua_settop(L, err);
     return 2;
 }
@@ -747,13 +736,9 @@ static int push_response_error(lua_State *L, td_request *r, const char *why) {
     lua_pushstring(L, msg);
     push_excerpt(L, r->resp.data ? r->resp.data : "", r->resp.len);
     lua_pushvalue(L, -1);
-    set_scrubbed(L, err, "excerpt", r->client);
+    lua_setfield(L, err, "excerpt");
     lua_concat(L, 2);
-    set_scrubbed(L, err, "message", r->client);
-    if (r->content_type[0])
-        td_set_str(L, "content_type", r->content_type);
-    if (r->request_id_hdr[0])
-        td_set_str(L, "request_id", r->request_id_hdr);
+    lua_setfield(L, err, "message");
     return 2;
 }
 

@@ -61,6 +61,9 @@ int td_utf8_valid(const char *s, size_t n);
 int td_format_double(char *out, size_t cap, double d);
 /* Does s contain a byte that must never reach an HTTP header line? */
 int td_has_ctl(const char *s, size_t n);
+/* Replace every occurrence of key (at least 10 bytes) in buf[0..*n) with
+ * "[redacted]", in place; *n shrinks accordingly.  NUL-safe. */
+void td_redact(char *buf, size_t *n, const char *key);
 
 /* ---- refusals of the caller's input (params.c, json.c) ------------- */
 
@@ -97,6 +100,7 @@ typedef td_emit_fn (*td_lookup_fn)(const char *key, size_t n);
 typedef struct td_key {
     const char *s;
     size_t n;
+    int at; /* where the anchored key is: stack slot or anchor-table index */
 } td_key;
 
 /* Write the object at idx (count string keys, already checked) with sorted
@@ -155,9 +159,9 @@ typedef struct td_client {
     size_t max_response_bytes;
     long max_connections;
     int debug;
+    int plain_http;          /* base_url is http://: never through a proxy */
     CURL *pool[TD_POOL_MAX];
     int pool_len;
-    td_request *requests;    /* every live request, for close() to detach */
     int closed;
 } td_client;
 
@@ -172,16 +176,20 @@ int td_client_get_call(lua_State *L);
 int td_client_list_calls(lua_State *L);
 CURL *td_client_take_easy(td_client *c);
 void td_client_give_easy(td_client *c, CURL *easy);
-/* Drive the engine until r is finished (blocking). */
+/* Drive the engine until r is finished (blocking).  Never raises: when it
+ * returns, r holds no easy handle and nothing of r is in the multi. */
 void td_client_run(lua_State *L, td_client *c, td_request *r);
 
 /* ---- one request (request.c) ---------------------------------------- */
 
 enum td_state { TD_IDLE, TD_RUNNING, TD_WAITING, TD_DONE };
 
+/* A request lives on the Lua stack of the call that made it, next to its
+ * client: the client pointer is only used while that call runs, and the
+ * client keeps no pointer to the request (a userdata the collector may free,
+ * even without running __gc when memory is short). */
 struct td_request {
     td_client *client;
-    int client_ref;           /* registry ref keeping the client alive */
     CURL *easy;
     struct curl_slist *headers;
     char *url;
@@ -206,20 +214,24 @@ struct td_request {
     double wait_hint;         /* server-given wait for a 429, -1 when none */
     char content_type[96];
     char request_id_hdr[128];
-    td_request *prev;
-    td_request *next;
 };
 
 td_request *td_request_new(lua_State *L, int client_idx, const char *operation);
 int td_request_set_url(td_request *r, const char *path, const char *query);
 int td_request_set_headers(td_request *r, int with_body);
 int td_request_start_attempt(td_request *r);
-/* Called by the engine when an attempt finishes: decides retry or done. */
+/* Called by the engine when an attempt finishes: decides retry or done.
+ * Never raises (what needs Lua runs under a protected call). */
 void td_request_attempt_done(lua_State *L, td_request *r, CURLcode result);
 /* Release the easy handle and lists; keep nothing but the outcome. */
 void td_request_release(td_request *r);
 /* Push the outcome: the decoded envelope, or nil + error. */
 int td_request_push_outcome(lua_State *L, td_request *r);
+/* Free everything r holds (it is done), returning nresults: every method
+ * ends with it, so no finished request depends on its __gc. */
+int td_request_finish(td_request *r, int nresults);
 void td_request_init(lua_State *L);
+/* CURLOPT_DEBUGFUNCTION of the debug option; userdata is the client. */
+int td_debug_trace(CURL *easy, curl_infotype type, char *data, size_t size, void *userdata);
 
 #endif /* TRUEDY_H */

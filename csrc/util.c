@@ -321,3 +321,26 @@ void td_fail_set(td_fail *f, const td_path *p, const char *fmt, ...) {
     vsnprintf(f->rule, sizeof f->rule, fmt, ap);
     va_end(ap);
 }
+
+/* ---- redaction ------------------------------------------------------------ */
+
+void td_redact(char *buf, size_t *n, const char *key) {
+    static const char mark[] = "[redacted]";
+    const size_t mlen = sizeof mark - 1;
+    size_t klen, r = 0, w = 0;
+    if (buf == NULL || key == NULL)
+        return;
+    klen = strlen(key);
+    if (klen < mlen) /* too short to find safely, and the mark would not fit */
+        return;
+    while (r < *n) {
+        if (r + klen <= *n && buf[r] == key[0] && memcmp(buf + r, key, klen) == 0) {
+            memcpy(buf + w, mark, mlen);
+            w += mlen;
+            r += klen;
+        } else {
+            buf[w++] = buf[r++];
+        }
+    }
+    *n = w;
+}
