@@ -504,7 +504,7 @@ static int read_idempotency_key(lua_State *L, int idx, td_request *r, td_fail *f
     }
     snprintf(f->field, sizeof f->field, "idempotency_key");
     if (lua_type(L, -1) != LUA_TSTRING) {
-        snprintf(f->rule, sizeof f->rule, "must be a string, got %s", luaL_typename(L, -1));
+        snprintf(f->rule, sizeof f->rule, "must be a string, got %s", td_type_phrase(L, -1));
         lua_pop(L, 1);
         return -1;
     }

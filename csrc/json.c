@@ -80,7 +80,9 @@ static int key_cmp(const void *a, const void *b) {
     return (x->n > y->n) - (x->n < y->n);
 }
 
-static const char *type_phrase(lua_State *L, int idx) {
+const char *td_type_phrase(lua_State *L, int idx) {
+    if (td_is_null(L, idx))
+        return "truedy.null";
     switch (lua_type(L, idx)) {
     case LUA_TFUNCTION: return "a function";
     case LUA_TUSERDATA: return "a userdata";
@@ -119,7 +121,7 @@ static int table_shape(lua_State *L, int idx, int *count, td_path *path, td_fail
             if (k > max_index)
                 max_index = k;
         } else {
-            const char *what = type_phrase(L, -1);
+            const char *what = td_type_phrase(L, -1);
             lua_pop(L, 1);
             td_fail_set(f, path, "has a key that is %s; JSON objects need string keys", what);
             return -1;
@@ -179,7 +181,7 @@ int td_json_encode_value(lua_State *L, int idx, td_buf *out, td_path *path, td_f
             return td_buf_puts(out, "null") == 0 ? 0 : -2;
         /* fall through */
     default:
-        td_fail_set(f, path, "cannot be sent as JSON (it is %s)", type_phrase(L, idx));
+        td_fail_set(f, path, "cannot be sent as JSON (it is %s)", td_type_phrase(L, idx));
         return -1;
     }
 }

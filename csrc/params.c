@@ -20,20 +20,6 @@
 #define MAX_DURATION 315576000000.0
 #define DURATION_RULE "must be a duration: a number of seconds (30) or a string like \"30s\" or \"1.5s\""
 
-static const char *lua_type_phrase(lua_State *L, int idx) {
-    if (td_is_null(L, idx))
-        return "truedy.null";
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL: return "nil";
-    case LUA_TBOOLEAN: return "a boolean";
-    case LUA_TNUMBER: return "a number";
-    case LUA_TSTRING: return "a string";
-    case LUA_TTABLE: return "a table";
-    case LUA_TFUNCTION: return "a function";
-    default: return "a userdata";
-    }
-}
-
 static int is_e164(const char *s, size_t n) {
     size_t i;
     if (n < 3 || n > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9')
@@ -66,51 +52,46 @@ static int is_duration_text(const char *s, size_t n) {
 
 static int put(td_buf *out, const char *s) { return td_buf_puts(out, s) == 0 ? 0 : -2; }
 
-static int emit_string(lua_State *L, int idx, td_buf *out, td_path *path, td_fail *f,
-                       int allow_null) {
+/* A string field: truedy.null when allowed, then the type, then `valid` on
+ * the text (rule says what it failed). */
+static int emit_text(lua_State *L, int idx, td_buf *out, td_path *path, td_fail *f, int allow_null,
+                     const char *what, int (*valid)(const char *, size_t), const char *rule) {
     size_t n;
     const char *s;
     if (allow_null && td_is_null(L, idx))
         return put(out, "null");
     if (lua_type(L, idx) != LUA_TSTRING) {
-        td_fail_set(f, path, "must be a string%s, got %s", allow_null ? " or truedy.null" : "",
-                    lua_type_phrase(L, idx));
+        td_fail_set(f, path, "must be %s%s, got %s", what, allow_null ? " or truedy.null" : "",
+                    td_type_phrase(L, idx));
         return -1;
     }
     s = lua_tolstring(L, idx, &n);
-    if (!td_utf8_valid(s, n)) {
-        td_fail_set(f, path, "must be valid UTF-8 text");
+    if (!valid(s, n)) {
+        td_fail_set(f, path, "%s", rule);
         return -1;
     }
     return td_json_encode_string(out, s, n) == 0 ? 0 : -2;
 }
 
+static int emit_string(lua_State *L, int idx, td_buf *out, td_path *path, td_fail *f,
+                       int allow_null) {
+    return emit_text(L, idx, out, path, f, allow_null, "a string", td_utf8_valid,
+                     "must be valid UTF-8 text");
+}
+
+/* The number itself is never repeated in the refusal: phone numbers are
+ * personal data, and error lines end up in logs. */
 static int emit_phone(lua_State *L, int idx, td_buf *out, td_path *path, td_fail *f,
                       int allow_null) {
-    size_t n;
-    const char *s;
-    if (allow_null && td_is_null(L, idx))
-        return put(out, "null");
-    if (lua_type(L, idx) != LUA_TSTRING) {
-        td_fail_set(f, path, "must be a string (an E.164 phone number like +12125551234), got %s",
-                    lua_type_phrase(L, idx));
-        return -1;
-    }
-    s = lua_tolstring(L, idx, &n);
-    if (!is_e164(s, n)) {
-        /* the number itself is not repeated: phone numbers are personal data
-         * and error lines end up in logs */
-        td_fail_set(f, path, E164_RULE);
-        return -1;
-    }
-    return td_json_encode_string(out, s, n) == 0 ? 0 : -2;
+    return emit_text(L, idx, out, path, f, allow_null,
+                     "a string (an E.164 phone number like +12125551234)", is_e164, E164_RULE);
 }
 
 static int emit_boolean(lua_State *L, int idx, td_buf *out, td_path *path, td_fail *f) {
     if (td_is_null(L, idx))
         return put(out, "null");
     if (lua_type(L, idx) != LUA_TBOOLEAN) {
-        td_fail_set(f, path, "must be a boolean (true or false), got %s", lua_type_phrase(L, idx));
+        td_fail_set(f, path, "must be a boolean (true or false), got %s", td_type_phrase(L, idx));
         return -1;
     }
     return put(out, lua_toboolean(L, idx) ? "true" : "false");
@@ -164,7 +145,7 @@ static int emit_duration(lua_State *L, int idx, td_buf *out, td_path *path, td_f
         }
         return td_json_encode_string(out, s, n) == 0 ? 0 : -2;
     }
-    td_fail_set(f, path, DURATION_RULE ", got %s", lua_type_phrase(L, idx));
+    td_fail_set(f, path, DURATION_RULE ", got %s", td_type_phrase(L, idx));
     return -1;
 }
 
@@ -195,7 +176,7 @@ static int emit_variable(lua_State *L, int idx, td_buf *out, td_path *path, td_f
                     "(prompt variables are flat text values)");
         return -1;
     default:
-        td_fail_set(f, path, "must be a string, number or boolean, got %s", lua_type_phrase(L, idx));
+        td_fail_set(f, path, "must be a string, number or boolean, got %s", td_type_phrase(L, idx));
         return -1;
     }
 }
@@ -268,7 +249,7 @@ static int emit_object(lua_State *L, int idx, td_buf *out, td_path *path, td_fai
     if (td_is_null(L, idx))
         return put(out, "null");
     if (lua_type(L, idx) != LUA_TTABLE) {
-        td_fail_set(f, path, "must be %s or truedy.null, got %s", what, lua_type_phrase(L, idx));
+        td_fail_set(f, path, "must be %s or truedy.null, got %s", what, td_type_phrase(L, idx));
         return -1;
     }
     luaL_checkstack(L, 6, "truedy: parameters");

@@ -590,6 +590,14 @@ static int push_transfer_error(lua_State *L, td_request *r) {
     return 2;
 }
 
+/* err[as] = the value on top when it is a string; pops it either way. */
+static void take_string(lua_State *L, int err, const char *as) {
+    if (lua_type(L, -1) == LUA_TSTRING)
+        lua_setfield(L, err, as);
+    else
+        lua_pop(L, 1);
+}
+
 /* The error for a non-2xx answer. */
 static int push_api_error(lua_State *L, td_request *r) {
     int err, env = 0;
@@ -614,32 +622,20 @@ static int push_api_error(lua_State *L, td_request *r) {
         if (lua_type(L, e) == LUA_TTABLE) {
             /* the documented envelope */
             lua_getfield(L, e, "code");
-            if (lua_type(L, -1) == LUA_TSTRING)
-                lua_setfield(L, err, "code");
-            else
-                lua_pop(L, 1);
+            take_string(L, err, "code");
             lua_getfield(L, e, "message");
-            if (lua_type(L, -1) == LUA_TSTRING)
-                lua_setfield(L, err, "message");
-            else
-                lua_pop(L, 1);
+            take_string(L, err, "message");
             lua_getfield(L, e, "details");
             if (lua_type(L, -1) == LUA_TTABLE) {
                 int d = lua_gettop(L);
                 lua_getfield(L, d, "field");
-                if (lua_type(L, -1) == LUA_TSTRING)
-                    lua_setfield(L, err, "field");
-                else
-                    lua_pop(L, 1);
+                take_string(L, err, "field");
                 lua_setfield(L, err, "details");
             } else {
                 lua_pop(L, 1);
             }
             lua_getfield(L, e, "request_id"); /* older backends put it here */
-            if (lua_type(L, -1) == LUA_TSTRING)
-                lua_setfield(L, err, "request_id");
-            else
-                lua_pop(L, 1);
+            take_string(L, err, "request_id");
         } else if (lua_type(L, e) == LUA_TSTRING) {
             lua_pushvalue(L, e); /* {"error": "text"} */
             lua_setfield(L, err, "message");
@@ -648,22 +644,16 @@ static int push_api_error(lua_State *L, td_request *r) {
              * from frameworks in front of the API, or {"message": "text"} */
             lua_getfield(L, env, "detail");
             if (lua_type(L, -1) == LUA_TSTRING) {
-                lua_setfield(L, err, "message");
+                take_string(L, err, "message");
             } else if (lua_type(L, -1) == LUA_TTABLE) {
                 lua_rawgeti(L, -1, 1);
                 if (lua_type(L, -1) == LUA_TTABLE) {
                     lua_getfield(L, -1, "msg");
-                    if (lua_type(L, -1) == LUA_TSTRING)
-                        lua_setfield(L, err, "message");
-                    else
-                        lua_pop(L, 1);
+                    take_string(L, err, "message");
                     lua_getfield(L, -1, "loc");
                     if (lua_type(L, -1) == LUA_TTABLE) {
                         lua_rawgeti(L, -1, (lua_Integer)td_rawlen(L, -1));
-                        if (lua_type(L, -1) == LUA_TSTRING)
-                            lua_setfield(L, err, "field");
-                        else
-                            lua_pop(L, 1);
+                        take_string(L, err, "field");
                     }
                     lua_pop(L, 1);
                 }
@@ -671,18 +661,12 @@ static int push_api_error(lua_State *L, td_request *r) {
             } else {
                 lua_pop(L, 1);
                 lua_getfield(L, env, "message");
-                if (lua_type(L, -1) == LUA_TSTRING)
-                    lua_setfield(L, err, "message");
-                else
-                    lua_pop(L, 1);
+                take_string(L, err, "message");
             }
         }
         if (lua_type(L, meta) == LUA_TTABLE) {
             lua_getfield(L, meta, "request_id");
-            if (lua_type(L, -1) == LUA_TSTRING)
-                lua_setfield(L, err, "request_id");
-            else
-                lua_pop(L, 1);
+            take_string(L, err, "request_id");
         }
         lua_settop(L, err);
     }

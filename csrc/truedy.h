@@ -116,6 +116,8 @@ int td_json_encode_object(lua_State *L, int idx, int count, td_buf *out, td_path
 int td_json_decode(lua_State *L, const char *s, size_t n);
 void td_json_init(lua_State *L);           /* at luaopen: loads cjson */
 int td_is_null(lua_State *L, int idx);
+/* "a string", "a table", "truedy.null"...: for messages about a value */
+const char *td_type_phrase(lua_State *L, int idx);
 
 /* ---- errors (errors.c) --------------------------------------------- */
 

@@ -1,40 +1,27 @@
 -- Shared by the truedy module specs: where the emulator is, its seeded world,
 -- its control surface (through LuaSocket, independent of truedy), and a
--- client configured for tests (short retry delays).
-local http = require "socket.http"
-local ltn12 = require "ltn12"
-local cjson = require("cjson").new()
+-- client configured for tests (short retry delays).  The emulator's own spec
+-- helper (plain HTTP, no truedy) does the talking.
+local emu = require "spec.emulator.emu"
+local cjson = emu.json
 
 local helper = {}
 
--- set by scripts/run-tests, or by spec/support/session.lua for a plain `busted`
-helper.emulator_url = os.getenv("TRUEDY_EMULATOR_URL") or rawget(_G, "TRUEDY_TEST_EMULATOR_URL")
-if not helper.emulator_url then
-  error("TRUEDY_EMULATOR_URL is not set: run the suite with `make test` (scripts/run-tests),"
-    .. " which starts the emulator")
-end
-helper.base_url = helper.emulator_url .. "/api/public/v1"
-helper.fixtures = dofile("emulator/lua/truedy_emulator/fixtures.lua")
-helper.api_key = helper.fixtures.organizations[1].api_key
-helper.other_api_key = helper.fixtures.organizations[2].api_key
+helper.emulator_url = emu.url
+helper.base_url = emu.url .. emu.PREFIX
+helper.fixtures = emu.fixtures
+helper.api_key = emu.key
+helper.other_api_key = emu.other_key
+helper.agent = emu.agent
+helper.agent_without_numbers = emu.agent_without_numbers
+helper.draft_agent = emu.draft_agent
+helper.other_org_agent = emu.other_agent
+helper.to_number = emu.to
+helper.failing_number = emu.failing_to
+
 local lua_version = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
 helper.lua = os.getenv("TRUEDY_TEST_LUA") or (lua_version == "luajit" and "luajit" or "lua" .. lua_version)
 helper.module_dir = os.getenv("TRUEDY_TEST_MODULE_DIR") or ("build/" .. lua_version)
-
--- The agents of the seeded world, by what they are.
-for _, agent in ipairs(helper.fixtures.agents) do
-  if agent.org == "acme" and agent.status == "active" and #agent.outbound_numbers >= 2 then
-    helper.agent = agent
-  elseif agent.org == "acme" and agent.status == "active" and #agent.outbound_numbers == 0 then
-    helper.agent_without_numbers = agent
-  elseif agent.org == "acme" and agent.status == "draft" then
-    helper.draft_agent = agent
-  elseif agent.org ~= "acme" then
-    helper.other_org_agent = agent
-  end
-end
-helper.to_number = "+12125551234"
-helper.failing_number = helper.fixtures.failing_prefix .. "1234"
 
 -- JSON nulls in objects become absent keys, as truedy does for its results.
 function helper.strip_nulls(value)
@@ -46,35 +33,14 @@ function helper.strip_nulls(value)
   return value
 end
 
--- One request to the emulator's control surface; returns the decoded body.
-function helper.control(method, path, body)
-  local chunks = {}
-  local source = body and cjson.encode(body) or nil
-  local ok, status = http.request {
-    url = helper.emulator_url .. "/__emulator" .. path,
-    method = method,
-    headers = {
-      ["content-type"] = "application/json",
-      ["content-length"] = source and #source or 0,
-    },
-    source = source and ltn12.source.string(source) or nil,
-    sink = ltn12.sink.table(chunks),
-  }
-  assert(ok, "control request failed: " .. tostring(status))
-  local text = table.concat(chunks)
-  assert(status >= 200 and status < 300,
-    string.format("control %s %s answered %s: %s", method, path, tostring(status), text))
-  if text == "" then return nil end
-  return helper.strip_nulls(cjson.decode(text))
-end
-
-function helper.reset() helper.control("POST", "/reset") end
-function helper.configure(config) return helper.control("POST", "/config", config) end
-function helper.fault(fault) return helper.control("POST", "/faults", fault) end
+function helper.control(method, path, body) return helper.strip_nulls(emu.control(method, path, body)) end
+function helper.reset() emu.reset() end
+function helper.configure(config) return emu.config(config) end
+function helper.fault(fault) return emu.fault(fault) end
 
 -- The journal of API requests, oldest first; optionally only one method + path.
 function helper.journal(method, path)
-  local entries = helper.control("GET", "/journal").data
+  local entries = helper.strip_nulls(emu.journal())
   if not method then return entries end
   local out = {}
   for _, entry in ipairs(entries) do
@@ -87,14 +53,7 @@ end
 
 -- The calls an organization can see, straight from the API (raw HTTP).
 function helper.list_calls_raw(api_key)
-  local chunks = {}
-  local ok, status = http.request {
-    url = helper.base_url .. "/calls?limit=100",
-    headers = { authorization = "Bearer " .. (api_key or helper.api_key) },
-    sink = ltn12.sink.table(chunks),
-  }
-  assert(ok and status == 200, "listing calls failed: " .. tostring(status))
-  return cjson.decode(table.concat(chunks)).data
+  return (emu.list_calls(api_key))
 end
 
 -- A truedy client on the emulator with test-sized retry delays.
