@@ -554,7 +554,7 @@ static int client_create_call(lua_State *L) {
     int rc;
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 3);
-    r = td_request_new(L, 1, "create_call");
+    r = td_request_new(L, 1);
     r->method = "POST";
     apply_call_options(L, 3, r, "create_call", create_options);
     if (read_idempotency_key(L, 3, r, &fail) != 0)
@@ -568,7 +568,7 @@ static int client_create_call(lua_State *L) {
     /* every create carries a key, so a retry can never dial twice */
     if (r->idem_key[0] == '\0')
         td_uuid4(r->idem_key);
-    if (td_request_set_url(r, "/calls", NULL) != 0)
+    if (td_request_set_url(r, "/calls") != 0)
         return raise_finished(L, r, "truedy: out of memory");
     return run_request(L, c, r);
 }
@@ -600,7 +600,7 @@ static int client_get_call(lua_State *L) {
     const char *id = luaL_checklstring(L, 2, &n);
     td_buf *path;
     lua_settop(L, 3);
-    r = td_request_new(L, 1, "get_call");
+    r = td_request_new(L, 1);
     r->method = "GET";
     apply_call_options(L, 3, r, "get_call", read_options);
     if (n == 0 || !td_utf8_valid(id, n) || memchr(id, '/', n) || memchr(id, '\\', n) ||
@@ -616,7 +616,7 @@ static int client_get_call(lua_State *L) {
      * userdata owns should anything raise. */
     path = &r->body;
     if (td_buf_puts(path, "/calls/") || url_escape(path, id, n) ||
-        td_request_set_url(r, path->data, NULL))
+        td_request_set_url(r, path->data))
         return raise_finished(L, r, "truedy: out of memory");
     path->len = 0;
     return run_request(L, c, r);
@@ -654,7 +654,7 @@ static int client_list_calls(lua_State *L) {
     lua_settop(L, 3);
     if (!lua_isnil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
-    r = td_request_new(L, 1, "list_calls");
+    r = td_request_new(L, 1);
     r->method = "GET";
     apply_call_options(L, 3, r, "list_calls", read_options);
     memset(&fail, 0, sizeof fail);
@@ -705,7 +705,7 @@ static int client_list_calls(lua_State *L) {
             lua_pop(L, 1);
         }
     }
-    if (td_request_set_url(r, query->data, NULL))
+    if (td_request_set_url(r, query->data))
         return raise_finished(L, r, "truedy: out of memory");
     query->len = 0;
     return run_request(L, c, r);

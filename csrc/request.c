@@ -207,13 +207,12 @@ void td_request_init(lua_State *L) {
     lua_pop(L, 1);
 }
 
-td_request *td_request_new(lua_State *L, int client_idx, const char *operation) {
+td_request *td_request_new(lua_State *L, int client_idx) {
     td_client *c = td_check_client(L, client_idx);
     td_request *r = td_newuserdata(L, sizeof *r);
     memset(r, 0, sizeof *r);
     r->retry_after = -1;
     r->wait_hint = -1;
-    r->operation = operation;
     r->max_retries = c->max_retries;
     r->timeout_ms = c->timeout_ms;
     r->client = c;
@@ -222,10 +221,9 @@ td_request *td_request_new(lua_State *L, int client_idx, const char *operation) 
     return r;
 }
 
-int td_request_set_url(td_request *r, const char *path, const char *query) {
+int td_request_set_url(td_request *r, const char *path) {
     td_buf url = {0};
-    if (td_buf_puts(&url, r->client->base_url) || td_buf_puts(&url, path) ||
-        (query && query[0] && (td_buf_putc(&url, '?') || td_buf_puts(&url, query)))) {
+    if (td_buf_puts(&url, r->client->base_url) || td_buf_puts(&url, path)) {
         td_buf_free(&url);
         return -1;
     }
@@ -298,8 +296,6 @@ int td_request_start_attempt(td_request *r) {
     r->errbuf[0] = '\0';
     r->content_type[0] = '\0';
     r->request_id_hdr[0] = '\0';
-    if (r->attempts == 0)
-        r->started = td_monotonic();
     r->attempts++;
     if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK)
         return -1;

@@ -196,7 +196,6 @@ struct td_request {
     struct curl_slist *headers;
     char *url;
     const char *method;       /* static string: "GET" / "POST" */
-    const char *operation;    /* static string: "create_call", ... */
     td_buf body;
     td_buf resp;
     char idem_key[TD_IDEM_KEY_MAX + 1];
@@ -206,7 +205,6 @@ struct td_request {
     long timeout_ms;
     enum td_state state;
     double retry_at;          /* monotonic time of the next attempt */
-    double started;           /* monotonic time of the first attempt */
     /* what the last attempt produced */
     CURLcode result;
     long status;
@@ -218,8 +216,9 @@ struct td_request {
     char request_id_hdr[128];
 };
 
-td_request *td_request_new(lua_State *L, int client_idx, const char *operation);
-int td_request_set_url(td_request *r, const char *path, const char *query);
+td_request *td_request_new(lua_State *L, int client_idx);
+/* The URL: base_url + path (path already escaped, query included). */
+int td_request_set_url(td_request *r, const char *path);
 int td_request_set_headers(td_request *r, int with_body);
 int td_request_start_attempt(td_request *r);
 /* Called by the engine when an attempt finishes: decides retry or done.
