@@ -76,7 +76,7 @@ test:
 
 # The suite under valgrind memcheck (definite leaks and errors fail it).
 valgrind:
-	@scripts/ensure-deps test
+	@scripts/ensure-deps valgrind
 	@$(MAKE) --no-print-directory -s all
 	@TRUEDY_TEST_LUAS= TRUEDY_TEST_WRAPPER=valgrind scripts/run-tests
 

@@ -22,6 +22,12 @@ assert(emu.url:find("^http://127%.0%.0%.1:%d+$"), "TRUEDY_EMULATOR_URL must be h
 
 -- The repository root: this file is <root>/spec/emulator/emu.lua.
 emu.root = (debug.getinfo(1, "S").source:match("^@(.*)/spec/emulator/[^/]*$") or ".")
+if emu.root:sub(1, 1) ~= "/" then
+  -- absolute, so that checks made as another user (launcher_spec) see the real path
+  local pipe = io.popen("cd '" .. emu.root:gsub("'", "'\\''") .. "' && pwd")
+  emu.root = pipe:read("*l") or emu.root
+  pipe:close()
+end
 emu.launcher = emu.root .. "/emulator/truedy-emulator"
 emu.fixtures = dofile(emu.root .. "/emulator/lua/truedy_emulator/fixtures.lua")
 emu.key = emu.fixtures.organizations[1].api_key
