@@ -49,7 +49,7 @@ BUILD ?= build/$(LUA_VERSION)
 OBJS := $(SRCS:csrc/%.c=$(BUILD)/%.o)
 MODULE := $(BUILD)/truedy.so
 
-.PHONY: all deps demo test test-all check lint install uninstall clean valgrind sanitize emulator
+.PHONY: all deps demo test lint install uninstall clean valgrind sanitize emulator bench
 
 all: $(MODULE)
 
@@ -121,6 +121,11 @@ lint:
 
 emulator:
 	emulator/truedy-emulator run
+
+# Ratios against raw libcurl and LuaSocket, measured in one run (bench/run).
+bench:
+	@scripts/ensure-deps test
+	@bench/run
 
 LUA_SRCS := lua/truedy/follow.lua
 
