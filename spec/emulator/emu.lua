@@ -206,6 +206,35 @@ function emu.curl(method, path, body, args, opts)
   return r
 end
 
+-- Starts one curl against the API in the background and returns at once. The returned function
+-- waits for it (bounded) and returns { exit, status, body }. args, opts: as emu.curl.
+function emu.background(method, path, body, args, opts)
+  opts = opts or {}
+  local dir = emu.tmpdir()
+  local cmd = { "curl", "-sS", "--max-time", tostring(opts.max_time or emu.TIMEOUT), "-X", method,
+    "-o", emu.quote(dir .. "/body"), "-w", "'%{http_code}'" }
+  if opts.key ~= false then
+    cmd[#cmd + 1] = "-H " .. emu.quote("Authorization: Bearer " .. (opts.key or emu.key))
+  end
+  if body then
+    if type(body) == "table" then body = cjson.encode(body) end
+    emu.write_file(dir .. "/request", body)
+    cmd[#cmd + 1] = "-H 'Content-Type: application/json' --data-binary @" .. emu.quote(dir .. "/request")
+  end
+  for _, a in ipairs(args or {}) do cmd[#cmd + 1] = emu.quote(a) end
+  cmd[#cmd + 1] = emu.quote(emu.url .. emu.PREFIX .. path)
+  local d = emu.quote(dir)
+  emu.sh("(" .. table.concat(cmd, " ") .. " >" .. d .. "/code 2>/dev/null; echo $? >" .. d .. "/exit.tmp; mv "
+    .. d .. "/exit.tmp " .. d .. "/exit) </dev/null >/dev/null 2>&1 &")
+  return function()
+    local exit = emu.eventually(function() return emu.read_file(dir .. "/exit") end, (opts.max_time or emu.TIMEOUT) + 5)
+    local r = { exit = tonumber(exit), status = tonumber(emu.read_file(dir .. "/code") or ""),
+      body = emu.read_file(dir .. "/body") or "" }
+    emu.sh("rm -rf " .. d)
+    return r
+  end
+end
+
 -- Polls fn() every `step` seconds until it returns a truthy value or `timeout` passes.
 function emu.eventually(fn, timeout, step)
   local deadline = socket.gettime() + (timeout or 5)

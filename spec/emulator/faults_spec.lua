@@ -37,6 +37,13 @@ describe("emulator faults", function()
         res.json.error)
     end)
 
+    it("status: answers after `seconds` when given", function()
+      emu.fault { type = "status", status = 504, seconds = 0.5 }
+      local t0 = emu.now()
+      assert.are.equal(504, emu.api("GET", "/calls").status)
+      assert.is_true(emu.now() - t0 >= 0.45)
+    end)
+
     it("status 429: default details carry limit and reset_at", function()
       emu.fault { type = "status", status = 429 }
       local res = emu.api("GET", "/calls")
@@ -231,6 +238,75 @@ describe("emulator faults", function()
       assert.are.same({ 500, 500 }, { posts[1].status, posts[2].status })
       assert.are.same({ "status", "status" }, { posts[1].fault, posts[2].fault })
       assert.is_number(posts[1].fault_id)
+    end)
+  end)
+
+  describe("when inside", function()
+    local function keyed(key, opts)
+      opts = opts or {}
+      opts.headers = { ["x-idempotency-key"] = key }
+      return emu.api("POST", "/calls", emu.call_body(), opts)
+    end
+
+    it("status: the API's own answer, after auth and the rate limit (counted), with no call", function()
+      emu.config { rate_limit = 2, rate_window = 86400 }
+      emu.fault { method = "POST", path = "/calls", type = "status", status = 503, when = "inside" }
+      -- refused credentials are answered before the handler: the fault stays unused
+      assert.are.equal(401, emu.api("POST", "/calls", emu.call_body(), { key = false }).status)
+      assert.are.equal(1, emu.control("GET", "/faults").data[1].remaining)
+      local res = emu.api("POST", "/calls", emu.call_body())
+      assert.are.equal(503, res.status)
+      assert.are.equal("service_unavailable", res.json.error.code)
+      assert.are.equal(200, emu.api("GET", "/calls").status)
+      assert.are.equal(429, emu.api("GET", "/calls").status, "the faulted request was counted")
+      emu.config { rate_limit = 0 }
+      assert.are.same({}, emu.list_calls())
+      local e = journal_first("POST")
+      assert.are.same({ 401, emu.null }, { e.status, e.fault })
+    end)
+
+    it("status: a non-5xx answer is stored for the idempotency key and replayed; a 5xx is not", function()
+      emu.fault { method = "POST", path = "/calls", type = "status", status = 402, when = "inside" }
+      local first = keyed("inside-1")
+      assert.are.equal(402, first.status)
+      local again = keyed("inside-1")
+      assert.are.equal(first.body, again.body, "the 402 is replayed")
+      assert.are.same({}, emu.list_calls())
+
+      emu.fault { method = "POST", path = "/calls", type = "status", status = 500, when = "inside" }
+      assert.are.equal(500, keyed("inside-2").status)
+      assert.are.equal(201, keyed("inside-2").status, "a 5xx was not stored: the retry is processed")
+      assert.are.equal(1, #emu.list_calls())
+    end)
+
+    it("delay: sleeps where the handler runs, then the handler answers", function()
+      emu.fault { method = "GET", path = "/calls", type = "delay", seconds = 0.5, when = "inside" }
+      local t0 = emu.now()
+      assert.are.equal(200, emu.api("GET", "/calls").status)
+      assert.is_true(emu.now() - t0 >= 0.45)
+    end)
+
+    it("delay: a client that gives up lets go of the idempotency lock, so its retry goes through", function()
+      emu.fault { method = "POST", path = "/calls", type = "delay", seconds = 3, when = "inside" }
+      local r = create({ "-H", "X-Idempotency-Key: inside-3" }, { max_time = 0.3 })
+      assert.are.equal(CURL_TIMEOUT, r.exit)
+      local e = emu.eventually(function()
+        local j = journal_first("POST")
+        return j and j.status ~= emu.null and j
+      end)
+      assert.are.equal(499, e.status)
+      local t0 = emu.now()
+      local retry = keyed("inside-3")
+      assert.are.equal(201, retry.status)
+      assert.is_true(emu.now() - t0 < 1, "the retry did not wait for a lock")
+      assert.are.equal(1, #emu.list_calls())
+    end)
+
+    it("is for status and delay faults only", function()
+      local res = emu.request { method = "POST", path = "/__emulator/faults",
+        body = '{"type": "html", "when": "inside"}' }
+      assert.are.equal(400, res.status)
+      assert.matches("status and delay", res.json.error.message, 1, true)
     end)
   end)
 

@@ -13,6 +13,7 @@ local world = require "truedy_emulator.world"
 local calls = require "truedy_emulator.calls"
 local ratelimit = require "truedy_emulator.ratelimit"
 local idempotency = require "truedy_emulator.idempotency"
+local faults = require "truedy_emulator.faults"
 
 local api = {}
 
@@ -99,10 +100,21 @@ local function create_call(req, ctx)
   return envelope.success(ctx, 201, calls.present(record, ctx.cfg, record.created_at, req.recording_base))
 end
 
+-- Runs an endpoint's handler, unless a fault with when = "inside" takes the request here (only
+-- when no other fault took it on arrival): then the fault acts in the handler's place.
+local function run_handler(req, ctx, handler, id)
+  local f = req.may_take_inside and faults.take(req.method, api.relative_path(req.path), true)
+  if not f then return handler(req, ctx, id) end
+  req.inside_fault = f -- for the journal
+  -- A keyed POST /calls holds its idempotency lock meanwhile: make it outlast the fault's sleep.
+  if f.seconds > 0 then idempotency.extend(f.seconds) end
+  return faults.act_inside(f, ctx, function() return handler(req, ctx, id) end)
+end
+
 local function create_call_idempotent(req, ctx)
   local key = req.idempotency_key
-  if not key or key == "" then return create_call(req, ctx) end
-  local res = idempotency.run(req.auth.org, key, req.body, function() return create_call(req, ctx) end)
+  if not key or key == "" then return run_handler(req, ctx, create_call) end
+  local res = idempotency.run(req.auth.org, key, req.body, function() return run_handler(req, ctx, create_call) end)
   if not res then
     return envelope.error(ctx, 409, "conflict", "A request with this idempotency key is still being processed")
   end
@@ -173,12 +185,16 @@ end
 -- Routing
 ---------------------------------------------------------------------------------------------------
 
+-- `wrapped`: the handler runs an "inside" fault itself (inside the idempotency lock).
 local ROUTES = {
-  { pattern = "^/calls$", allow = "GET, POST", methods = { GET = list_calls, POST = create_call_idempotent } },
+  { pattern = "^/calls$", allow = "GET, POST", methods = { GET = list_calls, POST = create_call_idempotent },
+    wrapped = { POST = true } },
   { pattern = "^/calls/([^/]+)$", allow = "GET", methods = { GET = get_call } },
 }
 
--- req: { method, path, args, body, auth (world.authenticate), idempotency_key, recording_base }
+-- req: { method, path, args, body, auth (world.authenticate), idempotency_key, recording_base,
+--        may_take_inside (no fault took the request on arrival) }; sets req.inside_fault when a
+--        fault with when = "inside" took it.
 -- ctx: envelope.context(cfg). Returns a response table.
 function api.process(req, ctx)
   local rel = api.relative_path(req.path)
@@ -212,7 +228,8 @@ function api.process(req, ctx)
   end
 
   -- captures[1] is the call id for /calls/{id}; handlers without a parameter ignore it
-  return handler(req, ctx, captures[1])
+  if route.wrapped and route.wrapped[req.method] then return handler(req, ctx, captures[1]) end
+  return run_handler(req, ctx, handler, captures[1])
 end
 
 return api

@@ -6,6 +6,11 @@
 -- when = "before": the API never sees the request (no call, no rate count); the fault answers.
 -- when = "after":  the API processes the request normally (call created, idempotency record
 --                  stored, rate counted), then the fault replaces the response actually sent.
+-- when = "inside": (status and delay only) the request passes routing, auth and the rate limit
+--                  (counted), then the fault acts where the endpoint's handler runs, as the API's
+--                  own behaviour: a keyed POST /calls holds its idempotency lock meanwhile, and a
+--                  status fault's answer is the API's answer (a non-5xx one is stored and
+--                  replayed like any other; a 5xx is not). A delay sleeps, then the handler runs.
 -- Three types shape the API's own response instead of replacing it, so the request is always
 -- processed: `delay` (sleeps before the headers; with "before" the sleep comes before processing,
 -- and a client that gives up meanwhile leaves nothing behind), `slow_body` and `truncate`.
@@ -61,10 +66,11 @@ end
 
 local STATUS = integer_in(100, 599)
 
--- Per type: its options (checker, default) and whether it replaces the API's response.
+-- Per type: its options (checker, default), whether it replaces the API's response, and whether it
+-- can act "inside" the API.
 faults.TYPES = {
-  status = { replaces = true, options = { status = { STATUS }, code = { is_string }, message = { is_string },
-    details = { is_object } }, required = { "status" } },
+  status = { replaces = true, inside = true, options = { status = { STATUS }, code = { is_string },
+    message = { is_string }, details = { is_object }, seconds = { number_in(0, 600), 0 } }, required = { "status" } },
   html = { replaces = true, options = { status = { STATUS, 502 } } },
   empty = { replaces = true, options = { status = { STATUS, 502 } } },
   reset = { replaces = true, options = {} },
@@ -75,7 +81,7 @@ faults.TYPES = {
     location = { is_string } } },
   raw = { replaces = true, options = { status = { STATUS }, headers = { string_headers }, body = { is_string, "" } },
     required = { "status" } },
-  delay = { replaces = false, options = { seconds = { number_in(0, 600), 1 } } },
+  delay = { replaces = false, inside = true, options = { seconds = { number_in(0, 600), 1 } } },
   slow_body = { replaces = false, options = { seconds = { number_in(0, 600), 2 } } },
   truncate = { replaces = false, options = { bytes = { integer_in(0, 512 * MIB) } } },
 }
@@ -111,7 +117,10 @@ local function normalise(spec)
   f.count = count
 
   local when = spec.when == nil and "before" or spec.when
-  if when ~= "before" and when ~= "after" then return nil, 'when must be "before" or "after"' end
+  if when ~= "before" and when ~= "after" and when ~= "inside" then
+    return nil, 'when must be "before", "after" or "inside"'
+  end
+  if when == "inside" and not t.inside then return nil, 'when "inside" is for status and delay faults only' end
   f.when = when
 
   for name, value in pairs(spec) do
@@ -180,10 +189,12 @@ function faults.clear()
 end
 
 -- The fault that takes this request, or nil. Consumes one use of it.
--- rel_path: the path relative to the API prefix.
-function faults.take(method, rel_path)
+-- rel_path: the path relative to the API prefix. inside: true to take only faults with
+-- when = "inside" (where the handler runs), false to take only the others (on arrival).
+function faults.take(method, rel_path, inside)
   return each(function(f, d)
-    if (f.method == "*" or f.method == method) and (f.path == "*" or f.path == rel_path) then
+    if (f.when == "inside") == inside and (f.method == "*" or f.method == method)
+      and (f.path == "*" or f.path == rel_path) then
       return d:incr("fault_uses:" .. f.id, 1, 0) <= f.count
     end
     return false
@@ -272,6 +283,14 @@ function BUILDERS.raw(f)
   local headers = {}
   for name, value in pairs(f.headers or {}) do headers[name] = tostring(value) end
   return { status = f.status, headers = headers, body = f.body }
+end
+
+-- A fault with when = "inside", where the endpoint's handler runs: sleeps its `seconds`, then
+-- answers for the handler (status) or lets it run (delay). run: the handler, returning a response.
+function faults.act_inside(f, ctx, run)
+  if f.seconds > 0 then ngx.sleep(f.seconds) end
+  if f.type == "status" then return faults.response(f, ctx, ctx.cfg) end
+  return run()
 end
 
 -- The response a replacing fault sends (reset has none: the server closes the connection).

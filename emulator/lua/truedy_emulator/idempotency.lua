@@ -49,6 +49,7 @@ function idempotency.run(org, key, body, process)
     return nil, false
   end
 
+  ngx.ctx.truedy_idempotency_lock = lock
   local ok, res = pcall(process)
   if ok and res.status < 500 then
     -- Store what the client was told. Server errors are not stored: a retry should try again.
@@ -56,8 +57,26 @@ function idempotency.run(org, key, body, process)
     if not stored_ok then ngx.log(ngx.ERR, "cannot store idempotency record: ", err) end
   end
   d:delete(lock)
+  ngx.ctx.truedy_idempotency_lock = nil
   if not ok then error(res, 0) end
   return res, false
+end
+
+-- Makes the lock this request holds, if any, last `seconds` more: process() is about to sleep that
+-- long on purpose (a fault with when = "inside").
+function idempotency.extend(seconds)
+  local lock = ngx.ctx.truedy_idempotency_lock
+  if lock then dict():set(lock, true, LOCK_TTL + seconds) end
+end
+
+-- Lets go of the lock this request holds, if any: called when the client hangs up while the
+-- request is inside (the request's thread ends there, before run() could release it).
+function idempotency.abandon()
+  local lock = ngx.ctx.truedy_idempotency_lock
+  if lock then
+    dict():delete(lock)
+    ngx.ctx.truedy_idempotency_lock = nil
+  end
 end
 
 return idempotency

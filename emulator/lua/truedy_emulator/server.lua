@@ -3,9 +3,9 @@
 --
 -- One API request goes:
 --   read headers and body → authenticate → write the journal entry → take a matching fault →
---   [fault "before" that replaces: answer with the fault] → api.process → [fault "after" that
---   replaces: answer with the fault instead] → record the status → send (normally, or shaped by a
---   delay / slow_body / truncate fault).
+--   [fault "before" that replaces: answer with the fault] → api.process (where a fault "inside"
+--   acts, see api.lua) → [fault "after" that replaces: answer with the fault instead] → record the
+--   status → send (normally, or shaped by a delay / slow_body / truncate fault).
 
 local util = require "truedy_emulator.util"
 local config = require "truedy_emulator.config"
@@ -14,6 +14,7 @@ local world = require "truedy_emulator.world"
 local api = require "truedy_emulator.api"
 local journal = require "truedy_emulator.journal"
 local faults = require "truedy_emulator.faults"
+local idempotency = require "truedy_emulator.idempotency"
 
 local server = {}
 
@@ -120,6 +121,7 @@ local function answer_with_fault(seq, fault, ctx, cfg)
     journal.finish(seq, 444, fault)
     return close_without_response()
   end
+  if fault.seconds and fault.seconds > 0 then ngx.sleep(fault.seconds) end
   local res = faults.response(fault, ctx, cfg)
   journal.finish(seq, res.status, fault)
   return send(res)
@@ -139,11 +141,18 @@ function server.handle_api()
     auth = auth.kind == "ok" and auth.org or auth.kind,
   }
   local rel = api.relative_path(path)
-  local fault = rel and faults.take(method, rel)
+  local fault = rel and faults.take(method, rel, false)
+  local req = {
+    method = method, path = path, args = ngx.req.get_uri_args(200), body = body, auth = auth,
+    idempotency_key = last_value(headers["x-idempotency-key"]),
+    recording_base = "http://" .. ngx.var.server_addr .. ":" .. ngx.var.server_port,
+    may_take_inside = rel ~= nil and not fault,
+  }
 
   -- A client that hangs up (e.g. during a delay) is recorded as nginx logs it: 499.
   ngx.on_abort(function()
-    journal.finish(seq, 499, fault)
+    idempotency.abandon()
+    journal.finish(seq, 499, fault or req.inside_fault)
     return ngx.exit(499)
   end)
 
@@ -152,11 +161,8 @@ function server.handle_api()
     if fault.type == "delay" then ngx.sleep(fault.seconds) end
   end
 
-  local res = process({
-    method = method, path = path, args = ngx.req.get_uri_args(200), body = body, auth = auth,
-    idempotency_key = last_value(headers["x-idempotency-key"]),
-    recording_base = "http://" .. ngx.var.server_addr .. ":" .. ngx.var.server_port,
-  }, ctx)
+  local res = process(req, ctx)
+  fault = fault or req.inside_fault
 
   if fault and fault.when == "after" then
     if faults.replaces(fault) then return answer_with_fault(seq, fault, ctx, cfg) end
