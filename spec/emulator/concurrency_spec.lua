@@ -86,6 +86,28 @@ describe("emulator with several workers", function()
     assert.are.equal(1, n, "every response names the same call")
   end)
 
+  it("creates one call per key when many keys each get many duplicates at once", function()
+    -- Duplicates of one key arrive on several workers around the moment its first request ends.
+    local keys, duplicates, requests = 150, 8, {}
+    for _ = 1, duplicates do
+      for k = 1, keys do
+        requests[#requests + 1] = { method = "POST", path = "/calls", body = emu.call_body(),
+          headers = { "X-Idempotency-Key: many-" .. k } }
+      end
+    end
+    local results = emu.blast(requests, { processes = 8, per_process = 100 })
+    local id_of = {}
+    for i, r in ipairs(results) do
+      assert.are.equal(201, r.status, r.body)
+      local key = requests[i].headers[1]
+      local id = emu.json.decode(r.body).data.id
+      id_of[key] = id_of[key] or id
+      assert.are.equal(id_of[key], id, "every answer for " .. key .. " names one call")
+    end
+    local _, pagination = emu.list_calls()
+    assert.are.equal(keys, pagination.total)
+  end)
+
   it("hands out unique call ids and journals every request once, in a dense order, on several workers", function()
     local results = parallel(100, "POST", "/calls", emu.call_body())
     local ids, n = {}, 0

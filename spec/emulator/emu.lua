@@ -235,6 +235,62 @@ function emu.background(method, path, body, args, opts)
   end
 end
 
+-- Sends many API requests truly at once: `opts.processes` (default 4) curl processes started
+-- together, each running its share with `--parallel --parallel-immediate` (a connection per
+-- request, up to `opts.per_process` (default 50) at a time). requests: a list of
+-- { method, path, body? (string or table), headers? (list of "Name: value") }; the key is
+-- emu.key. Returns a list of { status, body }, in the order of `requests`.
+function emu.blast(requests, opts)
+  opts = opts or {}
+  local processes = opts.processes or 4
+  local dir = emu.tmpdir()
+  local function conf_string(s) return '"' .. s:gsub('[\\"]', "\\%0") .. '"' end
+  local confs = {}
+  for i, r in ipairs(requests) do
+    local p = (i - 1) % processes + 1
+    confs[p] = confs[p] or {}
+    local c = confs[p]
+    if #c > 0 then c[#c + 1] = "next" end
+    c[#c + 1] = "url = " .. conf_string(emu.url .. emu.PREFIX .. r.path)
+    c[#c + 1] = "request = " .. conf_string(r.method or "GET")
+    c[#c + 1] = "output = " .. conf_string(dir .. "/out." .. i)
+    c[#c + 1] = "header = " .. conf_string("Authorization: Bearer " .. emu.key)
+    for _, h in ipairs(r.headers or {}) do c[#c + 1] = "header = " .. conf_string(h) end
+    if r.body then
+      local body = type(r.body) == "table" and cjson.encode(r.body) or r.body
+      emu.write_file(dir .. "/request." .. i, body)
+      c[#c + 1] = "header = " .. conf_string("Content-Type: application/json")
+      c[#c + 1] = "data-binary = " .. conf_string("@" .. dir .. "/request." .. i)
+    end
+    c[#c + 1] = "write-out = " .. conf_string(i .. " %{http_code}\\n")
+  end
+  local script = {}
+  for p, c in ipairs(confs) do
+    emu.write_file(dir .. "/curl." .. p, table.concat(c, "\n") .. "\n")
+    script[#script + 1] = ("curl -s --max-time 30 --parallel --parallel-immediate --parallel-max %d -K %s >%s"
+      .. " 2>/dev/null &"):format(opts.per_process or 50, emu.quote(dir .. "/curl." .. p),
+      emu.quote(dir .. "/codes." .. p))
+  end
+  script[#script + 1] = "wait"
+  emu.sh(table.concat(script, "\n"))
+  local results = {}
+  for p = 1, #confs do
+    for i, code in (emu.read_file(dir .. "/codes." .. p) or ""):gmatch("(%d+) (%d+)") do
+      results[tonumber(i)] = { status = tonumber(code), body = emu.read_file(dir .. "/out." .. i) }
+    end
+  end
+  for i = 1, #requests do results[i] = results[i] or { status = 0, body = "" } end
+  emu.sh("rm -rf " .. emu.quote(dir))
+  return results
+end
+
+-- How many results of emu.blast (or any list of { status }) have each status.
+function emu.count_status(results)
+  local counts = {}
+  for _, r in ipairs(results) do counts[r.status] = (counts[r.status] or 0) + 1 end
+  return counts
+end
+
 -- Polls fn() every `step` seconds until it returns a truthy value or `timeout` passes.
 function emu.eventually(fn, timeout, step)
   local deadline = socket.gettime() + (timeout or 5)

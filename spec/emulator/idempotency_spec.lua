@@ -79,6 +79,45 @@ describe("emulator idempotency", function()
     assert.are.equal(1, #emu.list_calls())
   end)
 
+  describe("a duplicate sent while the first request is still in flight", function()
+    -- An "inside" fault keeps the first request in the API, holding the key, for a while; the
+    -- duplicate arrives meanwhile (once the first is journaled).
+    local function first_in_flight(body, key)
+      local done = emu.background("POST", "/calls", body, { "-H", "X-Idempotency-Key: " .. key })
+      assert.is_truthy(emu.eventually(function() return #emu.journal() == 1 end), "the first arrived")
+      emu.sleep(0.1)
+      return done
+    end
+
+    it("waits for the first and replays its answer: one call, the same body", function()
+      emu.fault { method = "POST", path = "/calls", type = "delay", seconds = 1, when = "inside" }
+      local body = emu.json.encode(emu.call_body())
+      local first = first_in_flight(body, "flight-1")
+      local t0 = emu.now()
+      local second = post(body, "flight-1")
+      assert.is_true(emu.now() - t0 >= 0.5, "the duplicate waited for the first")
+      local a = first()
+      assert.are.equal(201, a.status)
+      assert.are.equal(201, second.status)
+      assert.are.equal(a.body, second.body)
+      assert.are.equal(1, #emu.list_calls())
+    end)
+
+    it("processes the request itself when the first fails with a 5xx (not stored)", function()
+      emu.fault { method = "POST", path = "/calls", type = "status", status = 503, seconds = 1, when = "inside" }
+      local body = emu.json.encode(emu.call_body())
+      local first = first_in_flight(body, "flight-2")
+      local second = post(body, "flight-2")
+      assert.are.equal(503, first().status)
+      assert.are.equal(201, second.status, second.body)
+      local calls = emu.list_calls()
+      assert.are.equal(1, #calls)
+      assert.are.equal(calls[1].id, second.json.data.id)
+      -- and that answer is the one stored
+      assert.are.equal(second.body, post(body, "flight-2").body)
+    end)
+  end)
+
   it("forgets keys on reset", function()
     local body = emu.json.encode(emu.call_body())
     local a = post(body, "k")

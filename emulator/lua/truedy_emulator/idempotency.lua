@@ -7,7 +7,10 @@
 --
 -- Concurrent requests with one key and one body (a client retrying while the first attempt is
 -- still in flight, on another connection, maybe another worker) must still create one call: the
--- first takes a lock with an atomic `add`, the others wait for its record and replay it.
+-- first takes a lock with an atomic `add`, the others wait for its record and replay it. The
+-- holder stores its record before it lets the lock go, and whoever takes the lock reads the record
+-- again before processing, so no interleaving of workers processes one request twice. When the
+-- holder fails with a 5xx (not stored), a waiter takes the lock and processes the request itself.
 
 local idempotency = {}
 
@@ -28,25 +31,29 @@ local function decode(text)
 end
 
 -- Runs `process()` (which returns a response table) at most once per (org, key, body).
--- Returns the response and whether it is a replay.
+-- Returns the response and whether it is a replay; nil when another request with the same key
+-- and body held the key for longer than WAIT_SECONDS.
 function idempotency.run(org, key, body, process)
   local d = dict()
   local rk = record_key(org, key, body)
-  local stored = d:get(rk)
-  if stored then return decode(stored), true end
-
   local lock = rk .. ":lock"
-  if not d:add(lock, true, LOCK_TTL) then
-    -- Another request with the same key and body is being processed: wait for its answer.
-    local waited = 0
-    while waited < WAIT_SECONDS do
-      ngx.sleep(WAIT_STEP)
-      waited = waited + WAIT_STEP
-      stored = d:get(rk)
-      if stored then return decode(stored), true end
-      if not d:get(lock) then break end -- the holder gave up without storing (a server error)
-    end
-    return nil, false
+  local waited = 0
+  while true do
+    local stored = d:get(rk)
+    if stored then return decode(stored), true end
+    if d:add(lock, true, LOCK_TTL) then break end
+    -- Another request with the same key and body is being processed: wait until it stores its
+    -- answer (replayed above) or lets the lock go without one (a 5xx: then this one takes it).
+    if waited >= WAIT_SECONDS then return nil, false end
+    ngx.sleep(WAIT_STEP)
+    waited = waited + WAIT_STEP
+  end
+  -- The lock is ours. The previous holder may have stored its answer and let the lock go between
+  -- our read and our add (in another worker): read again, under the lock, before processing.
+  local stored = d:get(rk)
+  if stored then
+    d:delete(lock)
+    return decode(stored), true
   end
 
   ngx.ctx.truedy_idempotency_lock = lock
