@@ -24,6 +24,35 @@ local function pid_of(dir)
   return text and tonumber(text:match("%d+"))
 end
 
+-- The pids of every live nginx process (master or worker) started with dir/nginx.conf.
+local function nginx_processes(dir)
+  local pids = {}
+  local out = emu.sh("grep -lsF -- " .. q(dir .. "/nginx.conf") .. " /proc/[0-9]*/cmdline")
+  for pid in out:gmatch("/proc/(%d+)/cmdline") do
+    if emu.alive(pid) then pids[#pids + 1] = tonumber(pid) end
+  end
+  return pids
+end
+
+-- Runs `truedy-emulator ARGS` n times at once; returns a list of { out, err, status }.
+local function concurrently(n, args, tmp)
+  local script = {}
+  for i = 1, n do
+    local f = tmp .. "/concurrent." .. i
+    script[#script + 1] = ("(%s %s >%s.out 2>%s.err </dev/null; echo $? >%s.status) &"):format(
+      q(emu.launcher), args, q(f), q(f), q(f))
+  end
+  script[#script + 1] = "wait"
+  emu.sh(table.concat(script, "\n"))
+  local results = {}
+  for i = 1, n do
+    local f = tmp .. "/concurrent." .. i
+    results[i] = { out = emu.read_file(f .. ".out"), err = emu.read_file(f .. ".err"),
+      status = tonumber(emu.read_file(f .. ".status")) }
+  end
+  return results
+end
+
 describe("truedy-emulator launcher", function()
   local tmp
   local started = {} -- state dirs to stop whatever happens
@@ -154,6 +183,25 @@ describe("truedy-emulator launcher", function()
     assert.are_not.equal(0, status)
     assert.matches("already running", err)
     assert.is_table(health(emu.parse_env(out).TRUEDY_EMULATOR_URL), "the first one still runs")
+  end)
+
+  it("lets one of several concurrent starts in one directory win; stop leaves no nginx behind", function()
+    local dir = tmp .. "/a"
+    local results = concurrently(3, "start --dir " .. q(dir), tmp)
+    started[#started + 1] = dir
+    local winners = 0
+    for _, r in ipairs(results) do
+      if r.status == 0 then
+        winners = winners + 1
+        assert.is_table(health(emu.parse_env(r.out).TRUEDY_EMULATOR_URL))
+      else
+        assert.is_truthy(r.err:find("already running") or r.err:find("busy"), r.err)
+      end
+    end
+    assert.are.equal(1, winners)
+    local _, err, status = stop(dir)
+    assert.are.equal(0, status, err)
+    assert.are.same({}, nginx_processes(dir))
   end)
 
   it("cleans up a stale pid file, with a message", function()
