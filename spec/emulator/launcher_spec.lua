@@ -247,6 +247,38 @@ describe("truedy-emulator launcher", function()
     assert.are.equal("http://127.0.0.1:" .. port, emu.parse_env(out).TRUEDY_EMULATOR_URL)
   end)
 
+  it("lets one of several concurrent starts on one --port win; the others name the port", function()
+    local probe = assert(socket.bind("127.0.0.1", 0))
+    local _, port = probe:getsockname()
+    probe:close()
+    local dirs = {}
+    for i = 1, 3 do dirs[i] = tmp .. "/p" .. i end
+    -- each launcher checks the port before nginx binds it: started together, all see it free
+    local script = {}
+    for i, dir in ipairs(dirs) do
+      local f = tmp .. "/p" .. i
+      script[#script + 1] = ("(%s start --port %d --dir %s >%s.out 2>%s.err </dev/null; echo $? >%s.status) &")
+        :format(q(emu.launcher), port, q(dir), q(f), q(f), q(f))
+    end
+    script[#script + 1] = "wait"
+    emu.sh(table.concat(script, "\n"))
+    local winners, urls = 0, {}
+    for i, dir in ipairs(dirs) do
+      started[#started + 1] = dir
+      local f = tmp .. "/p" .. i
+      local status, err = tonumber(emu.read_file(f .. ".status")), emu.read_file(f .. ".err")
+      if status == 0 then
+        winners = winners + 1
+        urls[#urls + 1] = emu.parse_env(emu.read_file(f .. ".out")).TRUEDY_EMULATOR_URL
+      else
+        assert.matches("port " .. port .. " is already in use", err, 1, true)
+        assert.are.same({}, nginx_processes(dir), "the loser left no nginx behind")
+      end
+    end
+    assert.are.equal(1, winners)
+    assert.are.same({ "http://127.0.0.1:" .. port }, urls)
+  end)
+
   it("names the Debian packages when nginx or its Lua module is missing", function()
     local _, err, status = start(tmp .. "/a", "", "TRUEDY_NGINX=/nonexistent/nginx")
     assert.are_not.equal(0, status)
