@@ -279,6 +279,64 @@ describe("truedy-emulator launcher", function()
     assert.are.same({ "http://127.0.0.1:" .. port }, urls)
   end)
 
+  describe("state directory safety", function()
+    local function mode_of(path)
+      return emu.sh("stat -c %a " .. q(path)):match("%d+")
+    end
+
+    it("creates a new state directory, and logs/ and tmp/ in it, with mode 700", function()
+      local dir = tmp .. "/new/state"
+      local _, err, status = start(dir)
+      assert.are.equal(0, status, err)
+      assert.are.same({ "700", "700", "700" }, { mode_of(dir), mode_of(dir .. "/logs"), mode_of(dir .. "/tmp") })
+    end)
+
+    it("refuses a directory owned by another user (as root: one owned by nobody)", function()
+      if emu.sh("id -u"):match("%d+") ~= "0" then
+        pending("needs root, to give a directory to another user")
+        return
+      end
+      local dir = tmp .. "/nobodys"
+      emu.sh("mkdir -m 700 " .. q(dir) .. " && chown 65534:65534 " .. q(dir))
+      for _, command in ipairs { "start", "run", "stop" } do
+        local _, err, status = emu.launch(command .. " --dir " .. q(dir))
+        if status == 0 then started[#started + 1] = dir end
+        assert.are_not.equal(0, status, command)
+        assert.matches("belongs to uid 65534", err, 1, true)
+      end
+      assert.are.same({}, nginx_processes(dir))
+      assert.is_nil(emu.read_file(dir .. "/nginx.conf"), "nothing was written into it")
+    end)
+
+    it("refuses a directory writable by group or others, and a symbolic link", function()
+      local open = tmp .. "/open"
+      emu.sh("mkdir -m 777 " .. q(open) .. " && chmod 777 " .. q(open))
+      local _, err, status = start(open)
+      assert.are_not.equal(0, status)
+      assert.matches("writable by group or others", err, 1, true)
+      assert.is_nil(emu.read_file(open .. "/nginx.conf"))
+
+      local real, link = tmp .. "/real", tmp .. "/link"
+      emu.sh("mkdir -m 700 " .. q(real) .. " && ln -s real " .. q(link))
+      _, err, status = start(link)
+      assert.are_not.equal(0, status)
+      assert.matches("symbolic link", err, 1, true)
+      assert.is_nil(emu.read_file(real .. "/nginx.conf"))
+    end)
+
+    it("replaces symbolic links where it writes its files instead of following them", function()
+      local dir = tmp .. "/a"
+      emu.sh("mkdir -m 700 " .. q(dir) .. " " .. q(dir .. "/logs") .. " && echo precious >" .. q(tmp .. "/target"))
+      for _, name in ipairs { "nginx.conf", "emulator.env", "nginx.pid", "launcher.lock", "logs/startup.log",
+        "logs/error.log", "logs/access.log" } do
+        emu.sh("ln -s " .. q(tmp .. "/target") .. " " .. q(dir .. "/" .. name))
+      end
+      local _, err, status = start(dir)
+      assert.are.equal(0, status, err)
+      assert.are.equal("precious\n", emu.read_file(tmp .. "/target"))
+    end)
+  end)
+
   it("names the Debian packages when nginx or its Lua module is missing", function()
     local _, err, status = start(tmp .. "/a", "", "TRUEDY_NGINX=/nonexistent/nginx")
     assert.are_not.equal(0, status)
