@@ -143,6 +143,23 @@ describe("emulator with several workers", function()
     assert.are.equal(35, counts[429])
   end)
 
+  it("applies every one of many concurrent clock advances", function()
+    emu.config { clock_speed = 0 } -- emulated time moves only by the advances
+    local function emulated_seconds()
+      local iso = emu.control("GET", "/config").data.emulated_now
+      local h, m, sec = iso:match("T(%d+):(%d+):([%d.]+)Z$")
+      return tonumber(h) * 3600 + tonumber(m) * 60 + tonumber(sec)
+    end
+    local before = emulated_seconds()
+    local requests = {}
+    for i = 1, 400 do
+      requests[i] = { method = "POST", path = "/__emulator/clock/advance", body = { seconds = 1 }, raw = true }
+    end
+    assert.are.same({ [200] = 400 }, emu.count_status(emu.blast(requests, { processes = 8, per_process = 50 })))
+    -- (modulo a day: the emulated clock may pass midnight meanwhile)
+    assert.are.equal(400, math.floor((emulated_seconds() - before) % 86400 + 0.5))
+  end)
+
   it("gives a fault exactly `count` uses across workers", function()
     emu.fault { type = "status", status = 503, count = 10 }
     local counts = count_status(parallel(40, "GET", "/calls"))

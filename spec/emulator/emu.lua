@@ -238,8 +238,9 @@ end
 -- Sends many API requests truly at once: `opts.processes` (default 4) curl processes started
 -- together, each running its share with `--parallel --parallel-immediate` (a connection per
 -- request, up to `opts.per_process` (default 50) at a time). requests: a list of
--- { method, path, body? (string or table), headers? (list of "Name: value") }; the key is
--- emu.key. Returns a list of { status, body }, in the order of `requests`.
+-- { method, path, body? (string or table), headers? (list of "Name: value"), raw? }: path is
+-- relative to /api/public/v1 and sent with emu.key, or with raw = true relative to the emulator's
+-- root and sent without a key. Returns a list of { status, body }, in the order of `requests`.
 function emu.blast(requests, opts)
   opts = opts or {}
   local processes = opts.processes or 4
@@ -251,10 +252,10 @@ function emu.blast(requests, opts)
     confs[p] = confs[p] or {}
     local c = confs[p]
     if #c > 0 then c[#c + 1] = "next" end
-    c[#c + 1] = "url = " .. conf_string(emu.url .. emu.PREFIX .. r.path)
+    c[#c + 1] = "url = " .. conf_string(emu.url .. (r.raw and "" or emu.PREFIX) .. r.path)
     c[#c + 1] = "request = " .. conf_string(r.method or "GET")
     c[#c + 1] = "output = " .. conf_string(dir .. "/out." .. i)
-    c[#c + 1] = "header = " .. conf_string("Authorization: Bearer " .. emu.key)
+    if not r.raw then c[#c + 1] = "header = " .. conf_string("Authorization: Bearer " .. emu.key) end
     for _, h in ipairs(r.headers or {}) do c[#c + 1] = "header = " .. conf_string(h) end
     if r.body then
       local body = type(r.body) == "table" and cjson.encode(r.body) or r.body

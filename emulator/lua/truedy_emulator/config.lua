@@ -1,7 +1,9 @@
 -- The emulator's runtime settings, shared by all workers, changed through the control surface.
 --
 -- The whole configuration is one JSON value under one key of the `truedy_state` shared dict, so a
--- reader never sees half an update. It holds:
+-- reader never sees half an update. Changes (read, modify, store) take a lock in the same dict,
+-- so concurrent changes in several workers all apply (without it, two advances of the clock
+-- read the same value and one is lost). It holds:
 --   rate_limit   requests per window per API key (0 disables the limit)
 --   rate_window  window length in seconds; windows are aligned to the epoch
 --   clock_speed  how many emulated seconds pass per wall-clock second (0 freezes calls)
@@ -15,6 +17,10 @@ local util = require "truedy_emulator.util"
 local config = {}
 
 local KEY = "config"
+local LOCK = "config_lock"
+local LOCK_EXPIRY = 2     -- seconds: a holder that died cannot block changes for longer
+local LOCK_STEP = 0.001   -- seconds between attempts to take the lock
+local LOCK_TRIES = 3000   -- attempts before a change gives up (about 3 s or more)
 
 -- Documented alternatives; the first value of each is the default (the consistent variant).
 config.VARIANTS = {
@@ -80,11 +86,9 @@ local function is_integer(v)
   return type(v) == "number" and v == math.floor(v)
 end
 
--- Applies the changes of a POST /__emulator/config body. Returns the new config, or nil and a
--- message naming the offending field. Unknown fields are refused so a typo in a test shows up.
-function config.update(changes)
-  if not json.is_object(changes) then return nil, "the body must be a JSON object" end
-  local cfg = load(true)
+-- Applies the changes of a POST /__emulator/config body to cfg. Returns cfg, or nil and a message
+-- naming the offending field. Unknown fields are refused so a typo in a test shows up.
+local function apply(cfg, changes)
   for k, v in pairs(changes) do
     if k == "rate_limit" then
       if not is_integer(v) or v < 0 then return nil, "rate_limit must be an integer >= 0" end
@@ -116,16 +120,44 @@ function config.update(changes)
       return nil, "unknown config field: " .. tostring(k)
     end
   end
-  store(cfg)
   return cfg
 end
 
--- Moves the emulated clock forward by `seconds` (calls age at once).
+-- Runs modify(cfg) on a private copy of the current config under the lock, and stores the copy
+-- unless modify returns nil, message. Returns the stored config, or nil, message, busy (true when
+-- the lock could not be taken).
+local function change(modify)
+  local d = dict()
+  local tries = 0
+  while not d:add(LOCK, true, LOCK_EXPIRY) do
+    tries = tries + 1
+    if tries > LOCK_TRIES then return nil, "the config is busy (another change holds its lock); try again", true end
+    ngx.sleep(LOCK_STEP)
+  end
+  local ok, cfg, err = pcall(function()
+    local c, e = modify(load(true))
+    if c then store(c) end
+    return c, e
+  end)
+  d:delete(LOCK)
+  if not ok then error(cfg, 0) end
+  return cfg, err
+end
+
+-- Applies the changes of a POST /__emulator/config body. Returns the new config, or nil and a
+-- message (and true when the config was busy rather than the body wrong).
+function config.update(changes)
+  if not json.is_object(changes) then return nil, "the body must be a JSON object" end
+  return change(function(cfg) return apply(cfg, changes) end)
+end
+
+-- Moves the emulated clock forward by `seconds` (calls age at once). Returns the new config, or
+-- nil, message, true when the config was busy.
 function config.advance_clock(seconds)
-  local cfg = load(true)
-  cfg.clock.emulated = cfg.clock.emulated + seconds
-  store(cfg)
-  return cfg
+  return change(function(cfg)
+    cfg.clock.emulated = cfg.clock.emulated + seconds
+    return cfg
+  end)
 end
 
 -- The configuration as the control surface shows it.

@@ -85,8 +85,9 @@ end
 handlers["POST /config"] = function()
   local doc, err = read_json()
   if not doc then return fail(400, "bad_request", err) end
-  local cfg
-  cfg, err = config.update(doc)
+  local cfg, busy
+  cfg, err, busy = config.update(doc)
+  if busy then return fail(503, "busy", err) end
   if not cfg then return fail(400, "bad_request", err) end
   return ok(config.public(cfg))
 end
@@ -97,7 +98,9 @@ handlers["POST /clock/advance"] = function()
   if not json.is_object(doc) or type(doc.seconds) ~= "number" or doc.seconds < 0 then
     return fail(400, "bad_request", 'expected {"seconds": n} with n >= 0')
   end
-  return ok(config.public(config.advance_clock(doc.seconds)))
+  local cfg, busy_err = config.advance_clock(doc.seconds)
+  if not cfg then return fail(503, "busy", busy_err) end
+  return ok(config.public(cfg))
 end
 
 handlers["GET /journal"] = function()
