@@ -71,6 +71,44 @@ describe("emulator auth", function()
     end)
   end)
 
+  it("never writes a key sent elsewhere than in Authorization into the journal or the logs", function()
+    local unseeded = "truedy_" .. ("Z9"):rep(16)
+    local marker = "/calls/call_marker" .. math.random(1e9)
+    local no_auth = { key = false } -- the key travels only where each request puts it
+    -- a custom header, User-Agent and Referer (which nginx's combined log format records)
+    emu.curl("GET", "/calls", nil, { "-H", "X-Api-Key: " .. emu.key, "-H", "User-Agent: " .. emu.other_key,
+      "-H", "Referer: http://x/?k=" .. unseeded }, no_auth)
+    -- the query string, plain and percent-encoded, and the path
+    emu.curl("GET", "/calls?api_key=" .. emu.key .. "&k2=truedy%5F" .. unseeded:sub(8), nil, nil, no_auth)
+    emu.curl("GET", "/calls/" .. emu.other_key, nil, nil, no_auth)
+    -- the body: JSON, and a body that is not UTF-8 (journaled in base64 too)
+    emu.curl("POST", "/calls", emu.call_body { api_key = emu.key, variables = { k = unseeded } }, nil, no_auth)
+    emu.api("POST", "/calls", "\255" .. emu.key, no_auth)
+    emu.curl("GET", marker, nil, nil, no_auth)
+
+    local raw = emu.request { path = "/__emulator/journal" }.body
+    assert.are.equal(6, #emu.journal())
+    for _, secret in ipairs { emu.key, emu.other_key, unseeded, unseeded:sub(8) } do
+      assert.is_nil(raw:find(secret, 1, true), "journal: " .. secret)
+    end
+    local exact
+    for _, e in ipairs(emu.journal()) do exact = exact or e.body_base64 end
+    assert.is_string(exact)
+    assert.are.equal("\255<redacted>", (require("mime").unb64(exact)))
+    local dir = emu.dir()
+    -- the access log is written through a buffer flushed every second: wait for the last request
+    local access = emu.eventually(function()
+      local text = emu.read_file(dir .. "/logs/access.log") or ""
+      return text:find(marker, 1, true) and text
+    end, 5)
+    assert.is_string(access, "the access log shows the requests")
+    local error_log = emu.read_file(dir .. "/logs/error.log") or ""
+    for _, secret in ipairs { emu.key, emu.other_key, unseeded:sub(8) } do
+      assert.is_nil(access:find(secret, 1, true), "access.log: " .. secret)
+      assert.is_nil(error_log:find(secret, 1, true), "error.log: " .. secret)
+    end
+  end)
+
   it("never writes a key into the journal or the error log", function()
     emu.create_call()
     emu.api("GET", "/calls", nil, { key = emu.other_key })

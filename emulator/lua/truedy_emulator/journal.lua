@@ -9,10 +9,14 @@
 -- `truedy_journal` entry:<seq> (the JSON object without its result) and result:<seq>.
 --
 -- Secrets: the Authorization value is redacted to its scheme word ("Bearer <redacted>"), and the
--- bearer token is scrubbed from the whole entry wherever else it might appear.
+-- bearer token is scrubbed from the whole entry wherever else it might appear; so are every seeded
+-- key and anything shaped like a key (`truedy_` and 32 letters or digits, `_` also as `%5F`),
+-- wherever a client put it: another header, the query string, the path, the body (scrubbed before
+-- body_base64 is made from it).
 
 local json = require "truedy_emulator.json"
 local util = require "truedy_emulator.util"
+local world = require "truedy_emulator.world"
 
 local journal = {}
 
@@ -42,6 +46,17 @@ local function replace_plain(s, needle, repl)
   if i == 1 then return s end
   out[#out + 1] = s:sub(i)
   return table.concat(out)
+end
+
+local REDACTED = "<redacted>"
+local KEY_SHAPES = { "truedy_" .. ("%w"):rep(32), "truedy%%5[Ff]" .. ("%w"):rep(32) }
+
+-- `s` with every seeded key and everything shaped like a key replaced by <redacted>.
+local function scrub_keys(s)
+  if not s:find("truedy", 1, true) then return s end
+  for _, org in ipairs(world.fixtures.organizations) do s = replace_plain(s, org.api_key, REDACTED) end
+  for _, shape in ipairs(KEY_SHAPES) do s = s:gsub(shape, REDACTED) end
+  return s
 end
 
 -- The request's headers, names lower-case, a repeated header as an array of its values.
@@ -75,7 +90,8 @@ end
 -- auth (a word), body }. Returns the entry's sequence number.
 function journal.begin(r)
   local seq = ngx.shared.truedy_state:incr("journal_seq", 1, 0)
-  local body = r.body
+  -- Scrubbed before it is capped or base64-encoded, so no part of a key survives in either.
+  local body = scrub_keys(r.body)
   local entry = {
     seq = seq,
     ts = util.iso8601(util.now()),
@@ -90,7 +106,7 @@ function journal.begin(r)
   }
   if #body > journal.BODY_CAP then
     entry.body_truncated = true
-    entry.body_length = #body
+    entry.body_length = #r.body
     body = body:sub(1, journal.BODY_CAP)
   end
   entry.body = json.sanitize_utf8(body)
@@ -98,10 +114,10 @@ function journal.begin(r)
     -- Not UTF-8: `body` is readable text, body_base64 the exact bytes.
     entry.body_base64 = ngx.encode_base64(body)
   end
-  local text = json.encode(json.ordered(ENTRY_FIELDS, entry))
+  local text = scrub_keys(json.encode(json.ordered(ENTRY_FIELDS, entry)))
   if r.headers.authorization then
     for _, token in ipairs(tokens_of(r.headers.authorization)) do
-      text = replace_plain(text, json.encode_string(token):sub(2, -2), "<redacted>")
+      text = replace_plain(text, json.encode_string(token):sub(2, -2), REDACTED)
     end
   end
   local ok, err = entries():set("entry:" .. seq, text)
