@@ -161,6 +161,48 @@ describe("emulator faults", function()
       local r = emu.curl("GET", "/calls")
       assert.are.equal(200, r.status)
       assert.are.equal(100000, r.size)
+      assert.are.equal(100000, tonumber(r.headers:match("[Cc]ontent%-[Ll]ength: (%d+)")))
+      assert.is_table(emu.json.decode(r.body))
+    end)
+
+    it("oversized: exactly `bytes` of valid JSON, however small, in every variant", function()
+      emu.config { variant = { request_id_style = "uuid", meta_time_key = "timestamp" } }
+      for _, bytes in ipairs { 64, 100, 150, 200, 65536, 65537, 200000 } do
+        emu.fault { type = "oversized", bytes = bytes }
+        local r = emu.curl("GET", "/calls")
+        assert.are.equal(bytes, r.size, "bytes = " .. bytes)
+        local ok, doc = pcall(emu.json.decode, r.body)
+        assert.is_true(ok, "valid JSON at bytes = " .. bytes .. ": " .. r.body:sub(1, 100))
+        assert.is_table(doc.data)
+      end
+    end)
+
+    it("oversized: up to 64 MiB, streamed (the worker never holds the body), larger refused", function()
+      -- the peak resident memory of every worker of the emulator under test, in KiB
+      local function worker_peaks()
+        local master = emu.read_file(emu.dir() .. "/nginx.pid"):match("%d+")
+        local peaks = {}
+        for pid in emu.sh("grep -l '^PPid:[[:space:]]*" .. master .. "$' /proc/[0-9]*/status"):gmatch("/proc/(%d+)/") do
+          peaks[pid] = tonumber((emu.read_file("/proc/" .. pid .. "/status") or ""):match("VmHWM:%s*(%d+)"))
+        end
+        return peaks
+      end
+      local bytes = 64 * 1024 * 1024
+      local before = worker_peaks()
+      emu.fault { type = "oversized", bytes = bytes }
+      local r = emu.curl("GET", "/calls")
+      assert.are.equal(0, r.exit)
+      assert.are.equal(bytes, r.size)
+      assert.are.equal("queued", emu.json.decode(r.body).data.status)
+      for pid, peak in pairs(worker_peaks()) do
+        local growth = peak - (before[pid] or 0)
+        assert.is_true(growth < 32 * 1024, "worker " .. pid .. "'s peak memory grew by " .. growth .. " KiB")
+      end
+
+      local res = emu.request { method = "POST", path = "/__emulator/faults",
+        body = '{"type": "oversized", "bytes": ' .. (bytes + 1) .. "}" }
+      assert.are.equal(400, res.status)
+      assert.matches("64 MiB", res.json.error.message, 1, true)
     end)
 
     it("redirect: a 3xx to another host, by default", function()

@@ -66,6 +66,11 @@ end
 
 local STATUS = integer_in(100, 599)
 
+faults.OVERSIZED_MAX = 64 * MIB
+local function oversized_bytes(v)
+  return integer_in(64, faults.OVERSIZED_MAX)(v), "an integer in 64.." .. faults.OVERSIZED_MAX .. " (64 MiB)"
+end
+
 -- Per type: its options (checker, default), whether it replaces the API's response, and whether it
 -- can act "inside" the API.
 faults.TYPES = {
@@ -76,7 +81,7 @@ faults.TYPES = {
   reset = { replaces = true, options = {} },
   malformed_json = { replaces = true, options = { status = { STATUS, 201 }, body = { is_string } } },
   oversized = { replaces = true,
-    options = { status = { STATUS, 201 }, bytes = { integer_in(64, 512 * MIB), 8 * MIB } } },
+    options = { status = { STATUS, 201 }, bytes = { oversized_bytes, 8 * MIB } } },
   redirect = { replaces = true, options = { status = { one_of(301, 302, 303, 307, 308), 302 },
     location = { is_string } } },
   raw = { replaces = true, options = { status = { STATUS }, headers = { string_headers }, body = { is_string, "" } },
@@ -265,11 +270,19 @@ function BUILDERS.malformed_json(f, ctx)
   return envelope.json_response(f.status, body)
 end
 
+-- Valid JSON of exactly f.bytes bytes: a call envelope whose data.padding is that many "x" less
+-- the rest, or for a size too small for the envelope {"data":{"padding":"x…"}}. The padding is
+-- not built here: the response carries its length, the sender streams it (see server.lua).
 function BUILDERS.oversized(f, ctx)
-  local head = '{"data":{"id":"call_' .. util.random_hex(16) .. '","status":"queued","padding":"'
-  local tail = '"},"meta":{"request_id":"' .. ctx.request_id .. '","ts":"' .. ctx.ts .. '"}}'
-  local pad = math.max(0, f.bytes - #head - #tail)
-  return envelope.json_response(f.status, head .. string.rep("x", pad) .. tail)
+  local data = json.ordered({ "id", "status", "padding" },
+    { id = "call_" .. util.random_hex(16), status = "queued", padding = "" })
+  local body = envelope.success(ctx, f.status, data).body
+  local cut = body:find('"padding":""', 1, true) + #'"padding":"' - 1
+  local head, tail = body:sub(1, cut), body:sub(cut + 1)
+  if #head + #tail > f.bytes then head, tail = '{"data":{"padding":"', '"}}' end
+  local res = envelope.json_response(f.status, head)
+  res.padding, res.tail = f.bytes - #head - #tail, tail
+  return res
 end
 
 function BUILDERS.redirect(f)

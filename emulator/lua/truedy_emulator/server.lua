@@ -38,17 +38,40 @@ end
 -- Sending
 ---------------------------------------------------------------------------------------------------
 
+-- A response is { status, headers, body } and, for an oversized fault, also { padding = n,
+-- tail = s }: its body is then body .. ("x"):rep(padding) .. tail, never built in memory.
+local function length_of(res)
+  return #res.body + (res.padding or 0) + (res.tail and #res.tail or 0)
+end
+
 local function set_headers(res)
   ngx.status = res.status
   -- Without this nginx would add its default_type; an "empty" or "raw" fault sends no type.
   if res.headers["Content-Type"] == nil then ngx.header["Content-Type"] = nil end
   for name, value in pairs(res.headers) do ngx.header[name] = value end
-  if res.headers["Content-Length"] == nil then ngx.header["Content-Length"] = #res.body end
+  if res.headers["Content-Length"] == nil then ngx.header["Content-Length"] = length_of(res) end
+end
+
+local PAD_CHUNK = string.rep("x", 64 * 1024)
+
+-- The padding of an oversized response, in 64 KiB pieces, each flushed before the next is made:
+-- the worker holds one piece at a time, whatever the size.
+local function send_padding(n)
+  while n > 0 do
+    local piece = n >= #PAD_CHUNK and PAD_CHUNK or PAD_CHUNK:sub(1, n)
+    ngx.print(piece)
+    if not ngx.flush(true) then return end -- the client is gone
+    n = n - #piece
+  end
 end
 
 local function send(res)
   set_headers(res)
   if #res.body > 0 then ngx.print(res.body) end
+  if res.padding then
+    send_padding(res.padding)
+    ngx.print(res.tail)
+  end
 end
 
 -- Headers at once, then the body in about 20 flushed pieces spread over `seconds`.
