@@ -225,6 +225,28 @@ describe("emulator faults", function()
       assert.are.equal("2", res.headers["retry-after"])
       assert.are.equal('{"error":{"code":"rate_limit_exceeded","message":"slow down"}}', res.body)
     end)
+
+    it("204 and 304: no body and no Content-Length, and the connection stays usable", function()
+      for _, spec in ipairs { { type = "status", status = 204 }, { type = "status", status = 304 },
+        { type = "html", status = 204 }, { type = "oversized", status = 304 }, { type = "raw", status = 204 } } do
+        emu.reset()
+        emu.fault(spec)
+        -- one curl, two requests: the second reuses the connection after the first's answer
+        local url = emu.quote(emu.url .. emu.PREFIX .. "/calls")
+        local dir = emu.tmpdir()
+        local out = emu.sh("curl -s --max-time 5 -H " .. emu.quote("Authorization: Bearer " .. emu.key) .. " -D "
+          .. emu.quote(dir .. "/h") .. " -o /dev/null -o /dev/null -w '%{http_code} ' " .. url .. " " .. url)
+        local headers = emu.read_file(dir .. "/h")
+        emu.sh("rm -rf " .. emu.quote(dir))
+        local what = spec.type .. " " .. spec.status
+        assert.are.equal(spec.status .. " 200 ", out, what)
+        local first = headers:match("^(.-)\r\n\r\n")
+        assert.is_nil(first:lower():find("content-length", 1, true), what .. ": " .. first)
+        local j = emu.journal()
+        assert.are.same({ spec.status, 200 }, { j[1].status, j[2].status }, what)
+        assert.are.equal(j[1].connection, j[2].connection, what)
+      end
+    end)
   end)
 
   describe("matching", function()
@@ -377,6 +399,15 @@ describe("emulator faults", function()
       '{"type": "delay", "seconds": -1}', '{"type": "reset", "count": 0}', '{"type": "reset", "when": "during"}',
       '{"type": "reset", "path": "calls"}', '{"type": "html", "colour": "red"}', '{"type": "redirect", "status": 200}',
       '{"type": "raw", "status": 200, "headers": {"X": "a\\nb"}}', '[]', '{',
+      -- nothing that breaks HTTP's framing
+      '{"type": "status", "status": 100}', '{"type": "raw", "status": 101}', '{"type": "empty", "status": 199}',
+      '{"type": "raw", "status": 200, "headers": {"Content-Length": "abc"}}',
+      '{"type": "raw", "status": 200, "headers": {"Content-Length": "5"}, "body": "hello world"}',
+      '{"type": "raw", "status": 200, "headers": {"content-length": " 11"}, "body": "hello world"}',
+      '{"type": "raw", "status": 200, "headers": {"Transfer-Encoding": "chunked"}, "body": "x"}',
+      '{"type": "raw", "status": 200, "headers": {"X": "a\\u0001b"}}',
+      '{"type": "raw", "status": 204, "body": "x"}',
+      '{"type": "raw", "status": 304, "headers": {"Content-Length": "0"}}',
     }
     for _, body in ipairs(bad) do
       it("refuses " .. body .. " with 400", function()

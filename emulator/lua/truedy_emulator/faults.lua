@@ -57,14 +57,36 @@ local function string_headers(v)
   if not json.is_object(v) then return false, "an object of header values" end
   for name, value in pairs(v) do
     if not name:find("^[!#$%%&'*+%-.^_`|~%w]+$") then return false, "an object with valid header names" end
-    if (type(value) ~= "string" and type(value) ~= "number") or tostring(value):find("[\r\n]") then
-      return false, "an object of string header values"
+    if type(value) ~= "string" and type(value) ~= "number" then return false, "an object of string header values" end
+    if tostring(value):find("[%z\1-\8\10-\31\127]") then
+      return false, "an object of header values without control characters"
     end
   end
   return true
 end
 
-local STATUS = integer_in(100, 599)
+-- 1xx answers are interim (the client waits for another), so no fault sends one.
+local STATUS = integer_in(200, 599)
+local NO_BODY = { [204] = true, [304] = true }
+
+-- What a raw fault may send without breaking HTTP's framing (nginx frames the body itself).
+local function check_raw(f)
+  local body = f.body or ""
+  if NO_BODY[f.status] and body ~= "" then return nil, "a " .. f.status .. " response has no body" end
+  for name, value in pairs(f.headers or {}) do
+    local lname = name:lower()
+    if lname == "transfer-encoding" then
+      return nil, "headers must not set Transfer-Encoding: the body is sent with a Content-Length"
+    elseif lname == "content-length" then
+      if NO_BODY[f.status] then return nil, "a " .. f.status .. " response has no Content-Length" end
+      if not tostring(value):find("^%d+$") or tonumber(value) ~= #body then
+        return nil, "headers.Content-Length must be the body's length (" .. #body .. "), or left out;"
+          .. " a truncate fault sends a short body"
+      end
+    end
+  end
+  return true
+end
 
 faults.OVERSIZED_MAX = 64 * MIB
 local function oversized_bytes(v)
@@ -85,7 +107,7 @@ faults.TYPES = {
   redirect = { replaces = true, options = { status = { one_of(301, 302, 303, 307, 308), 302 },
     location = { is_string } } },
   raw = { replaces = true, options = { status = { STATUS }, headers = { string_headers }, body = { is_string, "" } },
-    required = { "status" } },
+    required = { "status" }, check = check_raw },
   delay = { replaces = false, inside = true, options = { seconds = { number_in(0, 600), 1 } } },
   slow_body = { replaces = false, options = { seconds = { number_in(0, 600), 2 } } },
   truncate = { replaces = false, options = { bytes = { integer_in(0, 512 * MIB) } } },
@@ -142,6 +164,10 @@ local function normalise(spec)
   end
   for _, name in ipairs(t.required or {}) do
     if f[name] == nil then return nil, "a " .. f.type .. " fault needs " .. name end
+  end
+  if t.check then
+    local ok, err = t.check(f)
+    if not ok then return nil, err end
   end
   return f
 end

@@ -44,12 +44,35 @@ local function length_of(res)
   return #res.body + (res.padding or 0) + (res.tail and #res.tail or 0)
 end
 
+-- Statuses that have no body (nginx sends none; a Content-Length would make clients wait for one).
+local NO_BODY = { [204] = true, [304] = true }
+
 local function set_headers(res)
   ngx.status = res.status
   -- Without this nginx would add its default_type; an "empty" or "raw" fault sends no type.
   if res.headers["Content-Type"] == nil then ngx.header["Content-Type"] = nil end
   for name, value in pairs(res.headers) do ngx.header[name] = value end
-  if res.headers["Content-Length"] == nil then ngx.header["Content-Length"] = length_of(res) end
+  if NO_BODY[res.status] then
+    ngx.header["Content-Length"] = nil
+  elseif res.headers["Content-Length"] == nil then
+    ngx.header["Content-Length"] = length_of(res)
+  end
+end
+
+-- Sets the status and headers of `res` and completes journal entry `seq` with the status about to
+-- be sent (before a byte goes out, so a client that has its answer finds it recorded). Should
+-- nginx refuse a header, the client gets a 500 internal_error instead, and the journal says so.
+-- Returns the response being sent.
+local function start_response(res, seq, fault, ctx)
+  local ok, err = pcall(set_headers, res)
+  if not ok then
+    ngx.log(ngx.ERR, "emulator: cannot set the response's headers: ", err)
+    for name in pairs(res.headers) do pcall(function() ngx.header[name] = nil end) end
+    res = envelope.error(ctx, 500, "internal_error", "An internal error occurred")
+    set_headers(res)
+  end
+  journal.finish(seq, res.status, fault)
+  return res
 end
 
 local PAD_CHUNK = string.rep("x", 64 * 1024)
@@ -65,8 +88,9 @@ local function send_padding(n)
   end
 end
 
-local function send(res)
-  set_headers(res)
+local function send(res, seq, fault, ctx)
+  res = start_response(res, seq, fault, ctx)
+  if NO_BODY[res.status] then return end
   if #res.body > 0 then ngx.print(res.body) end
   if res.padding then
     send_padding(res.padding)
@@ -75,8 +99,8 @@ local function send(res)
 end
 
 -- Headers at once, then the body in about 20 flushed pieces spread over `seconds`.
-local function send_slowly(res, seconds)
-  set_headers(res)
+local function send_slowly(res, seconds, seq, fault, ctx)
+  res = start_response(res, seq, fault, ctx)
   ngx.send_headers()
   ngx.flush(true)
   local body = res.body
@@ -91,12 +115,12 @@ end
 
 -- Content-Length of the whole body, then only `bytes` of it (default: half), then the connection
 -- closes: the client sees a short read.
-local function send_truncated(res, bytes)
+local function send_truncated(res, bytes, seq, fault, ctx)
+  res = start_response(res, seq, fault, ctx)
   local full = #res.body
   local n = bytes or math.floor(full / 2)
   if n >= full then n = full - 1 end
   if n < 0 then n = 0 end
-  set_headers(res)
   ngx.send_headers()
   if n > 0 then ngx.print(res.body:sub(1, n)) end
   ngx.flush(true)
@@ -145,9 +169,7 @@ local function answer_with_fault(seq, fault, ctx, cfg)
     return close_without_response()
   end
   if fault.seconds and fault.seconds > 0 then ngx.sleep(fault.seconds) end
-  local res = faults.response(fault, ctx, cfg)
-  journal.finish(seq, res.status, fault)
-  return send(res)
+  return send(faults.response(fault, ctx, cfg), seq, fault, ctx)
 end
 
 function server.handle_api()
@@ -192,12 +214,9 @@ function server.handle_api()
     if fault.type == "delay" then ngx.sleep(fault.seconds) end
   end
 
-  journal.finish(seq, res.status, fault)
-  if fault and fault.type == "slow_body" then return send_slowly(res, fault.seconds) end
-  if fault and fault.type == "truncate" then return send_truncated(res, fault.bytes) end
-  return send(res)
+  if fault and fault.type == "slow_body" then return send_slowly(res, fault.seconds, seq, fault, ctx) end
+  if fault and fault.type == "truncate" then return send_truncated(res, fault.bytes, seq, fault, ctx) end
+  return send(res, seq, fault, ctx)
 end
-
-server.send = send
 
 return server
