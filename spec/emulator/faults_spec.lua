@@ -28,6 +28,18 @@ describe("emulator faults", function()
       assert.are.same({}, emu.list_calls(), "before: the API did not process it")
     end)
 
+    it("status: the contract's code for each documented status when none is given", function()
+      local codes = { [402] = "payment_required", [403] = "forbidden", [409] = "conflict",
+        [500] = "internal_error", [502] = "provider_error" }
+      for status, code in pairs(codes) do
+        emu.fault { type = "status", status = status }
+        local res = emu.api("GET", "/calls")
+        assert.are.equal(status, res.status)
+        assert.are.equal(code, res.json.error.code, "status " .. status)
+        assert.is_string(res.json.error.message)
+      end
+    end)
+
     it("status: with code, message and details given", function()
       emu.fault { type = "status", status = 402, code = "payment_required", message = "No credits",
         details = { credits = 0 } }
@@ -60,6 +72,14 @@ describe("emulator faults", function()
       assert.matches("^text/html", r.content_type)
       assert.matches("<html>", r.body, 1, true)
       assert.matches("502 Bad Gateway", r.body, 1, true)
+    end)
+
+    it("empty: 502 by default", function()
+      emu.fault { type = "empty" }
+      local r = create()
+      assert.are.equal(502, r.status)
+      assert.are.equal("", r.body)
+      assert.is_nil(r.content_type)
     end)
 
     it("empty: a status with an empty body", function()
@@ -284,16 +304,24 @@ describe("emulator faults", function()
       assert.are.equal(10, emu.control("GET", "/faults").data[1].remaining)
     end)
 
-    it("before: not processed, not rate counted; after: processed, then replaced", function()
+    it("before: not processed, not rate counted; after: processed, rate counted, then replaced", function()
       emu.config { rate_limit = 1, rate_window = 86400 }
       emu.fault { method = "POST", path = "/calls", type = "status", status = 500 }
       assert.are.equal(500, emu.api("POST", "/calls", emu.call_body()).status)
+      -- the budget of 1 is untouched: the next request passes, the one after is limited
+      assert.are.equal(200, emu.api("GET", "/calls").status)
+      assert.are.equal(429, emu.api("GET", "/calls").status)
       emu.config { rate_limit = 0 }
       assert.are.same({}, emu.list_calls())
 
+      -- the other organization's key has a budget of its own
+      local theirs = { key = emu.other_key }
+      emu.config { rate_limit = 1 }
       emu.fault { method = "POST", path = "/calls", type = "status", status = 500, when = "after" }
-      assert.are.equal(500, emu.api("POST", "/calls", emu.call_body()).status)
-      assert.are.equal(1, #emu.list_calls())
+      assert.are.equal(500, emu.api("POST", "/calls", emu.call_body { agent_id = emu.other_agent.id }, theirs).status)
+      assert.are.equal(429, emu.api("GET", "/calls", nil, theirs).status, "the faulted request used the budget")
+      emu.config { rate_limit = 0 }
+      assert.are.equal(1, #emu.list_calls(emu.other_key))
       local e = emu.journal()
       local posts = {}
       for _, entry in ipairs(e) do

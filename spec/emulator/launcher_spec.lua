@@ -55,7 +55,7 @@ end
 
 describe("truedy-emulator launcher", function()
   local tmp
-  local started = {} -- state dirs to stop whatever happens
+  local started = {} -- state dirs to stop whatever happens (or functions that stop one)
 
   local function start(dir, extra, env)
     local out, err, status = emu.launch("start --dir " .. q(dir) .. " " .. (extra or ""), env)
@@ -72,7 +72,9 @@ describe("truedy-emulator launcher", function()
   end)
 
   after_each(function()
-    for _, dir in ipairs(started) do stop(dir) end
+    for _, dir in ipairs(started) do
+      if type(dir) == "function" then dir() else stop(dir) end
+    end
     started = {}
     emu.sh("rm -rf " .. q(tmp))
   end)
@@ -400,6 +402,10 @@ describe("truedy-emulator launcher", function()
     local dir = tmp .. "/nobody"
     emu.sh("mkdir -p " .. q(dir) .. " && chown 65534:65534 " .. q(dir) .. " && chmod 755 " .. q(tmp))
     local as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/ "
+    -- stopped as nobody whatever happens (root may not use a directory of nobody's)
+    started[#started + 1] = function()
+      emu.sh(as_nobody .. q(emu.launcher) .. " stop --dir " .. q(dir) .. " >/dev/null 2>&1")
+    end
     local out, status = emu.sh(as_nobody .. q(emu.launcher) .. " start --dir " .. q(dir) .. " 2>/dev/null")
     assert.are.equal(0, status, out)
     local url = emu.parse_env(out).TRUEDY_EMULATOR_URL
