@@ -66,7 +66,18 @@ describe("emulator rate limit", function()
     assert.are.equal(200, emu.api("GET", "/calls", nil, { key = emu.other_key }).status)
   end)
 
-  it("counts every authenticated API request, but not refused credentials", function()
+  it("does not count unknown routes, wrong methods or refused credentials (answered before it)", function()
+    emu.config { rate_limit = 1, rate_window = 86400 }
+    for _ = 1, 3 do
+      assert.are.equal(404, emu.api("GET", "/agents").status)
+      assert.are.equal(405, emu.api("DELETE", "/calls").status)
+      assert.are.equal(401, emu.api("GET", "/calls", nil, { key = "truedy_" .. ("x"):rep(32) }).status)
+    end
+    assert.are.equal(200, emu.api("GET", "/calls").status)
+    assert.are.equal(429, emu.api("GET", "/calls").status)
+  end)
+
+  it("counts every request to an endpoint with a seeded key, whatever its answer", function()
     emu.config { rate_limit = 3, rate_window = 86400 }
     for _ = 1, 5 do
       assert.are.equal(401, emu.api("GET", "/calls", nil, { key = false }).status)
