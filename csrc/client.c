@@ -676,10 +676,11 @@ static int client_list_calls(lua_State *L) {
             if (check_paging(L, -1, k, &fail) != 0)
                 return td_request_finish(r, td_push_invalid(L, &fail));
             if (lua_type(L, -1) == LUA_TNUMBER) {
-                if (td_isinteger(L, -1))
-                    snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, -1));
-                else
-                    td_format_double(num, sizeof num, (double)lua_tonumber(L, -1));
+                if (td_number_text(L, -1, num, sizeof num) != 0) {
+                    snprintf(fail.field, sizeof fail.field, "%s", k);
+                    snprintf(fail.rule, sizeof fail.rule, "must be a finite number");
+                    return td_request_finish(r, td_push_invalid(L, &fail));
+                }
                 v = num;
                 vn = strlen(num);
             } else if (lua_type(L, -1) == LUA_TSTRING) {

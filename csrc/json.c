@@ -31,6 +31,19 @@ int td_is_null(lua_State *L, int idx) {
 
 /* ---- encoding ------------------------------------------------------------ */
 
+int td_number_text(lua_State *L, int idx, char *out, size_t cap) {
+    lua_Number d;
+    if (td_isinteger(L, idx)) {
+        snprintf(out, cap, "%lld", (long long)lua_tointeger(L, idx));
+        return 0;
+    }
+    d = lua_tonumber(L, idx);
+    if (d != d || d == HUGE_VAL || d == -HUGE_VAL)
+        return -1;
+    td_format_double(out, cap, (double)d);
+    return 0;
+}
+
 int td_json_encode_string(td_buf *out, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     size_t i, run = 0;
@@ -153,15 +166,9 @@ int td_json_encode_value(lua_State *L, int idx, td_buf *out, td_path *path, td_f
         return td_buf_puts(out, lua_toboolean(L, idx) ? "true" : "false") == 0 ? 0 : -2;
     case LUA_TNUMBER: {
         char num[64];
-        if (td_isinteger(L, idx)) {
-            snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
-        } else {
-            lua_Number d = lua_tonumber(L, idx);
-            if (d != d || d == HUGE_VAL || d == -HUGE_VAL) {
-                td_fail_set(f, path, "must be a finite number (NaN and infinity have no JSON form)");
-                return -1;
-            }
-            td_format_double(num, sizeof num, (double)d);
+        if (td_number_text(L, idx, num, sizeof num) != 0) {
+            td_fail_set(f, path, "must be a finite number (NaN and infinity have no JSON form)");
+            return -1;
         }
         return td_buf_puts(out, num) == 0 ? 0 : -2;
     }

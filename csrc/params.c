@@ -159,15 +159,9 @@ static int emit_variable(lua_State *L, int idx, td_buf *out, td_path *path, td_f
     case LUA_TBOOLEAN:
         return put(out, lua_toboolean(L, idx) ? "\"true\"" : "\"false\"");
     case LUA_TNUMBER:
-        if (td_isinteger(L, idx)) {
-            snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
-        } else {
-            lua_Number d = lua_tonumber(L, idx);
-            if (d != d || d == HUGE_VAL || d == -HUGE_VAL) {
-                td_fail_set(f, path, "must be a finite number");
-                return -1;
-            }
-            td_format_double(num, sizeof num, (double)d);
+        if (td_number_text(L, idx, num, sizeof num) != 0) {
+            td_fail_set(f, path, "must be a finite number");
+            return -1;
         }
         return td_json_encode_string(out, num, strlen(num)) == 0 ? 0 : -2;
     case LUA_TTABLE:

@@ -91,6 +91,9 @@ void td_fail_set(td_fail *f, const td_path *p, const char *fmt, ...);
 int td_json_encode_value(lua_State *L, int idx, td_buf *out, td_path *path,
                          td_fail *f, int depth);
 int td_json_encode_string(td_buf *out, const char *s, size_t n);
+/* The exact text of the number at idx: integers digit for digit, others in
+ * the shortest form that reads back the same.  -1 for NaN or infinity. */
+int td_number_text(lua_State *L, int idx, char *out, size_t cap);
 
 /* Emits the value at idx (absolute) for one field; 0, -1 refused, -2 OOM. */
 typedef int (*td_emit_fn)(lua_State *L, int idx, td_buf *out, td_path *path, td_fail *f);

@@ -178,12 +178,11 @@ end
 
 -- One curl run against the API. args: extra curl arguments (strings). Returns
 -- { exit, status, size, time_total, time_starttransfer, content_type, redirect_url, body, headers }.
-function emu.curl(method, path, body, args, opts)
-  opts = opts or {}
-  local dir = emu.tmpdir()
-  local cmd = { "curl", "-sS", "--max-time", tostring(opts.max_time or emu.TIMEOUT), "-X", method,
-    "-o", emu.quote(dir .. "/body"), "-D", emu.quote(dir .. "/headers"),
-    "-w", emu.quote("%{http_code} %{size_download} %{time_total} %{time_starttransfer} %{redirect_url}\n") }
+-- The curl command line of emu.curl and emu.background: output options first, then the key,
+-- the body (through a file in dir), extra args and the URL.
+local function curl_command(method, path, body, args, opts, dir, output_args)
+  local cmd = { "curl", "-sS", "--max-time", tostring(opts.max_time or emu.TIMEOUT), "-X", method }
+  for _, a in ipairs(output_args) do cmd[#cmd + 1] = a end
   if opts.key ~= false then
     cmd[#cmd + 1] = "-H " .. emu.quote("Authorization: Bearer " .. (opts.key or emu.key))
   end
@@ -194,7 +193,16 @@ function emu.curl(method, path, body, args, opts)
   end
   for _, a in ipairs(args or {}) do cmd[#cmd + 1] = emu.quote(a) end
   cmd[#cmd + 1] = emu.quote((opts.url or emu.url) .. (opts.raw_path and path or (emu.PREFIX .. path)))
-  local out, exit = emu.sh(table.concat(cmd, " ") .. " 2>/dev/null")
+  return table.concat(cmd, " ")
+end
+
+function emu.curl(method, path, body, args, opts)
+  opts = opts or {}
+  local dir = emu.tmpdir()
+  local command = curl_command(method, path, body, args, opts, dir, {
+    "-o", emu.quote(dir .. "/body"), "-D", emu.quote(dir .. "/headers"),
+    "-w", emu.quote("%{http_code} %{size_download} %{time_total} %{time_starttransfer} %{redirect_url}\n") })
+  local out, exit = emu.sh(command .. " 2>/dev/null")
   local code, size, total, start, redirect = out:match("^(%d+) (%d+) ([%d%.]+) ([%d%.]+) ?(%S*)")
   local r = {
     exit = exit, status = tonumber(code), size = tonumber(size), time_total = tonumber(total),
@@ -211,20 +219,10 @@ end
 function emu.background(method, path, body, args, opts)
   opts = opts or {}
   local dir = emu.tmpdir()
-  local cmd = { "curl", "-sS", "--max-time", tostring(opts.max_time or emu.TIMEOUT), "-X", method,
-    "-o", emu.quote(dir .. "/body"), "-w", "'%{http_code}'" }
-  if opts.key ~= false then
-    cmd[#cmd + 1] = "-H " .. emu.quote("Authorization: Bearer " .. (opts.key or emu.key))
-  end
-  if body then
-    if type(body) == "table" then body = cjson.encode(body) end
-    emu.write_file(dir .. "/request", body)
-    cmd[#cmd + 1] = "-H 'Content-Type: application/json' --data-binary @" .. emu.quote(dir .. "/request")
-  end
-  for _, a in ipairs(args or {}) do cmd[#cmd + 1] = emu.quote(a) end
-  cmd[#cmd + 1] = emu.quote(emu.url .. emu.PREFIX .. path)
+  local command = curl_command(method, path, body, args, opts, dir,
+    { "-o", emu.quote(dir .. "/body"), "-w", "'%{http_code}'" })
   local d = emu.quote(dir)
-  emu.sh("(" .. table.concat(cmd, " ") .. " >" .. d .. "/code 2>/dev/null; echo $? >" .. d .. "/exit.tmp; mv "
+  emu.sh("(" .. command .. " >" .. d .. "/code 2>/dev/null; echo $? >" .. d .. "/exit.tmp; mv "
     .. d .. "/exit.tmp " .. d .. "/exit) </dev/null >/dev/null 2>&1 &")
   return function()
     local exit = emu.eventually(function() return emu.read_file(dir .. "/exit") end, (opts.max_time or emu.TIMEOUT) + 5)
