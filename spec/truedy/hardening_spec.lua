@@ -148,6 +148,14 @@ describe("hardening", function()
       assert.matches("limit=2", helper.journal("GET")[1].query)
     end)
 
+    it("refuses a filter that is not a finite number instead of sending nan", function()
+      local res, err = helper.client():list_calls{ agent_id = 0 / 0 }
+      assert.is_nil(res)
+      assert.equal("invalid_params", err.kind)
+      assert.equal("agent_id", err.field)
+      assert.equal(0, #helper.journal())
+    end)
+
     it("writes number durations in fixed notation, and refuses absurd ones", function()
       local client = helper.client()
       assert(client:create_call(helper.params{ call_settings = { max_duration = 0.5, join_timeout = 1e-7 } }))
