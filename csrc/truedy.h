@@ -192,7 +192,9 @@ enum td_state { TD_IDLE, TD_RUNNING, TD_WAITING, TD_DONE };
 /* A request lives on the Lua stack of the call that made it, next to its
  * client: the client pointer is only used while that call runs, and the
  * client keeps no pointer to the request (a userdata the collector may free,
- * even without running __gc when memory is short). */
+ * even without running __gc when memory is short).  An asynchronous API that
+ * keeps requests in flight across calls must anchor them first (a table the
+ * client references), and unanchor them only once out of the multi. */
 struct td_request {
     td_client *client;
     CURL *easy;
