@@ -17,18 +17,8 @@ void td_set_str(lua_State *L, const char *k, const char *v) {
     lua_setfield(L, -2, k);
 }
 
-void td_set_lstr(lua_State *L, const char *k, const char *v, size_t n) {
-    lua_pushlstring(L, v, n);
-    lua_setfield(L, -2, k);
-}
-
 void td_set_int(lua_State *L, const char *k, lua_Integer v) {
     lua_pushinteger(L, v);
-    lua_setfield(L, -2, k);
-}
-
-void td_set_num(lua_State *L, const char *k, lua_Number v) {
-    lua_pushnumber(L, v);
     lua_setfield(L, -2, k);
 }
 

@@ -8,7 +8,6 @@
  * calls, never inside one.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,16 +87,11 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata) {
 
 /* Write data[0..n) to stderr with every occurrence of the key replaced. */
 static void write_redacted(const char *data, size_t n, const char *key) {
-    size_t klen = key ? strlen(key) : 0, i = 0, run = 0;
-    while (klen > 0 && i + klen <= n) {
-        if (data[i] == key[0] && memcmp(data + i, key, klen) == 0) {
-            fwrite(data + run, 1, i - run, stderr);
-            fputs("[redacted]", stderr);
-            i += klen;
-            run = i;
-        } else {
-            i++;
-        }
+    size_t klen = key ? strlen(key) : 0, run = 0, hit;
+    while (klen > 0 && (hit = td_find_key(data, n, run, key, klen)) < n) {
+        fwrite(data + run, 1, hit - run, stderr);
+        fputs("[redacted]", stderr);
+        run = hit + klen;
     }
     fwrite(data + run, 1, n - run, stderr);
 }
@@ -586,6 +580,16 @@ static int push_transfer_error(lua_State *L, td_request *r) {
     return 2;
 }
 
+/* err.message = prefix .. excerpt of the body, and err.excerpt = the excerpt. */
+static void set_message_with_excerpt(lua_State *L, int err, const char *prefix, const td_request *r) {
+    lua_pushstring(L, prefix);
+    push_excerpt(L, r->resp.data ? r->resp.data : "", r->resp.len);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, err, "excerpt");
+    lua_concat(L, 2);
+    lua_setfield(L, err, "message");
+}
+
 /* err[as] = the value on top when it is a string; pops it either way. */
 static void take_string(lua_State *L, int err, const char *as) {
     if (lua_type(L, -1) == LUA_TSTRING)
@@ -686,21 +690,17 @@ static int push_api_error(lua_State *L, td_request *r) {
                      "(they could carry the API key to another host): check base_url",
                      r->status);
             lua_pushstring(L, msg);
+            lua_setfield(L, err, "message");
         } else if (r->resp.len == 0) {
             snprintf(msg, sizeof msg, "HTTP %ld with an empty body", r->status);
             lua_pushstring(L, msg);
+            lua_setfield(L, err, "message");
         } else {
             snprintf(msg, sizeof msg, "HTTP %ld with a body that is not the API's JSON (%s): ",
                      r->status, r->content_type[0] ? r->content_type : "no content type");
-            lua_pushstring(L, msg);
-            push_excerpt(L, r->resp.data, r->resp.len);
-            lua_pushvalue(L, -1);
-            lua_setfield(L, err, "excerpt");
-            lua_concat(L, 2);
+            set_message_with_excerpt(L, err, msg, r);
         }
-        lua_setfield(L, err, "message");
     }
-    lua_pop(L, 1);
     lua_settop(L, err);
     return 2;
 }
@@ -713,12 +713,7 @@ static int push_response_error(lua_State *L, td_request *r, const char *why) {
     td_error_new(L, "response", "");
     err = lua_gettop(L);
     set_common(L, err, r);
-    lua_pushstring(L, msg);
-    push_excerpt(L, r->resp.data ? r->resp.data : "", r->resp.len);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, err, "excerpt");
-    lua_concat(L, 2);
-    lua_setfield(L, err, "message");
+    set_message_with_excerpt(L, err, msg, r);
     return 2;
 }
 

@@ -61,6 +61,9 @@ int td_utf8_valid(const char *s, size_t n);
 int td_format_double(char *out, size_t cap, double d);
 /* Does s contain a byte that must never reach an HTTP header line? */
 int td_has_ctl(const char *s, size_t n);
+/* Offset of the first occurrence of key (klen > 0 bytes) in buf[from..n),
+ * or n when there is none.  NUL-safe. */
+size_t td_find_key(const char *buf, size_t n, size_t from, const char *key, size_t klen);
 /* Replace every occurrence of key (at least 10 bytes) in buf[0..*n) with
  * "[redacted]", in place; *n shrinks accordingly.  NUL-safe. */
 void td_redact(char *buf, size_t *n, const char *key);
@@ -129,9 +132,7 @@ void td_error_new(lua_State *L, const char *kind, const char *message);
 void td_error_init(lua_State *L);          /* registers the metatable */
 /* Set fields on the error (or any table) on top of the stack. */
 void td_set_str(lua_State *L, const char *k, const char *v);
-void td_set_lstr(lua_State *L, const char *k, const char *v, size_t n);
 void td_set_int(lua_State *L, const char *k, lua_Integer v);
-void td_set_num(lua_State *L, const char *k, lua_Number v);
 void td_set_bool(lua_State *L, const char *k, int v);
 /* return nil, invalid_params error naming the field */
 int td_push_invalid(lua_State *L, const td_fail *f);

@@ -324,8 +324,7 @@ void td_fail_set(td_fail *f, const td_path *p, const char *fmt, ...) {
 
 /* ---- redaction ------------------------------------------------------------ */
 
-/* First occurrence of key (klen bytes) in buf[from..n), or n. */
-static size_t find_key(const char *buf, size_t n, size_t from, const char *key, size_t klen) {
+size_t td_find_key(const char *buf, size_t n, size_t from, const char *key, size_t klen) {
     while (from + klen <= n) {
         const char *hit = memchr(buf + from, key[0], n - klen + 1 - from);
         if (hit == NULL)
@@ -347,7 +346,7 @@ void td_redact(char *buf, size_t *n, const char *key) {
     klen = strlen(key);
     if (klen < mlen) /* too short to find safely, and the mark would not fit */
         return;
-    r = w = find_key(buf, *n, 0, key, klen); /* nearly always: none, nothing to move */
+    r = w = td_find_key(buf, *n, 0, key, klen); /* nearly always: none, nothing to move */
     while (r < *n) {
         if (r + klen <= *n && buf[r] == key[0] && memcmp(buf + r, key, klen) == 0) {
             memcpy(buf + w, mark, mlen);
