@@ -449,8 +449,7 @@ void td_request_attempt_done(lua_State *L, td_request *r, CURLcode result) {
         r->state = TD_WAITING;
         r->retry_at = td_monotonic() + delay;
     } else {
-        r->state = TD_DONE;
-        td_request_release(r);
+        r->state = TD_DONE; /* td_client_run releases the handle as it returns */
     }
 }
 
