@@ -146,6 +146,23 @@ static int error_concat(lua_State *L) {
     return 1;
 }
 
+/* truedy.restore_error(t): a copy of an error that lost its metatable on the
+ * way (ngx.run_worker_thread, luv's new_work, a serializer) gets it back, so
+ * tostring() and concatenation print the line again.  Anything that is not a
+ * table with a string kind is returned untouched. */
+static int error_restore(lua_State *L) {
+    lua_settop(L, 1);
+    if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1) == 0) {
+        lua_getfield(L, 1, "kind");
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            luaL_getmetatable(L, TD_ERROR_MT);
+            lua_setmetatable(L, 1);
+        }
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
 void td_error_init(lua_State *L) {
     luaL_newmetatable(L, TD_ERROR_MT);
     lua_pushcfunction(L, error_tostring);
@@ -156,4 +173,6 @@ void td_error_init(lua_State *L) {
     /* module table is on top: export the formatter */
     lua_pushcfunction(L, error_tostring);
     lua_setfield(L, -2, "format_error");
+    lua_pushcfunction(L, error_restore);
+    lua_setfield(L, -2, "restore_error");
 }

@@ -118,6 +118,19 @@ describe("hardening", function()
       assert.equal("truedy: network: y", truedy.format_error{ kind = "network", message = "y",
                                                               attempts = 0 / 0 })
     end)
+
+    it("puts the metatable back on an error copied without it", function()
+      local _, err = helper.client():create_call{ agent_id = "agt_x" }
+      local copy = {}
+      for k, v in pairs(err) do copy[k] = v end
+      assert.is_nil(getmetatable(copy))
+      assert.equal(copy, truedy.restore_error(copy))
+      assert.equal(tostring(err), tostring(copy))
+      -- anything that is not an error comes back as it was
+      local plain = { kind = 1 }
+      assert.is_nil(getmetatable(truedy.restore_error(plain)))
+      assert.equal(5, truedy.restore_error(5))
+    end)
   end)
 
   describe("inputs", function()
