@@ -42,8 +42,9 @@ LDFLAGS ?=
 ALL_LDFLAGS := -shared $(LDFLAGS)
 LIBS    := $(CURL_LIBS) -lpthread -lm
 
-SRCS := csrc/truedy.c csrc/client.c csrc/request.c csrc/params.c csrc/json.c \
-        csrc/errors.c csrc/util.c
+SRCS := csrc/truedy.c csrc/options.c csrc/client.c csrc/calls.c csrc/handle.c csrc/run.c \
+        csrc/engine.c csrc/transfer.c csrc/policy.c csrc/outcome.c csrc/errors.c \
+        csrc/params.c csrc/json.c csrc/util.c
 HDRS := csrc/truedy.h csrc/compat.h
 BUILD ?= build/$(LUA_VERSION)
 OBJS := $(SRCS:csrc/%.c=$(BUILD)/%.o)

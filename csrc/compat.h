@@ -102,6 +102,22 @@ static inline void *td_testudata(lua_State *L, int ud, const char *tname) {
 #define td_newuserdata(L, sz) lua_newuserdata((L), (sz))
 #endif
 
+/* Full userdata with one user value (a table): 5.4 asks for the slot,
+ * 5.2/5.3 have one, 5.1 and LuaJIT use the userdata's environment. */
+#if LUA_VERSION_NUM >= 504
+#define td_newuserdata_uv(L, sz) lua_newuserdatauv((L), (sz), 1)
+#define td_setuv(L, idx) ((void)lua_setiuservalue((L), (idx), 1))
+#define td_getuv(L, idx) ((void)lua_getiuservalue((L), (idx), 1))
+#elif LUA_VERSION_NUM >= 502
+#define td_newuserdata_uv(L, sz) lua_newuserdata((L), (sz))
+#define td_setuv(L, idx) lua_setuservalue((L), (idx))
+#define td_getuv(L, idx) ((void)lua_getuservalue((L), (idx)))
+#else
+#define td_newuserdata_uv(L, sz) lua_newuserdata((L), (sz))
+#define td_setuv(L, idx) ((void)lua_setfenv((L), (idx)))
+#define td_getuv(L, idx) lua_getfenv((L), (idx))
+#endif
+
 /* Integer subtype: 5.3+ has one; older Luas only have doubles. */
 #if LUA_VERSION_NUM >= 503
 #define TD_HAS_INTEGERS 1

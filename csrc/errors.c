@@ -27,6 +27,11 @@ void td_set_bool(lua_State *L, const char *k, int v) {
     lua_setfield(L, -2, k);
 }
 
+void td_set_num(lua_State *L, const char *k, lua_Number v) {
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
 void td_error_new(lua_State *L, const char *kind, const char *message) {
     lua_createtable(L, 0, 12);
     td_set_str(L, "kind", kind);
@@ -61,6 +66,52 @@ static const char *field_str(lua_State *L, int idx, const char *k) {
         s = lua_tostring(L, -1);
     /* the value stays on the stack until the caller's lua_settop */
     return s;
+}
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    size_t need = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3
+                                                          : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+    return (need > 0 && need <= n && td_utf8_valid((const char *)s, need)) ? need : 0;
+}
+
+/* Add text that came from a server to the line, kept on one printable
+ * line: control characters (C0, DEL, C1), the Unicode line separators and
+ * bytes that are not UTF-8 are written as escapes (\n, \x1b, \u2028), so
+ * a hostile answer cannot add log lines or move a terminal's cursor. */
+static void add_text(luaL_Buffer *b, const char *text) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t n = strlen(text), i = 0;
+    char esc[16];
+    while (i < n) {
+        size_t len = utf8_len(s + i, n - i);
+        unsigned cp = 0;
+        if (len == 1)
+            cp = s[i];
+        else if (len == 2)
+            cp = ((unsigned)(s[i] & 0x1f) << 6) | (s[i + 1] & 0x3f);
+        else if (len == 3)
+            cp = ((unsigned)(s[i] & 0x0f) << 12) | ((unsigned)(s[i + 1] & 0x3f) << 6) |
+                 (s[i + 2] & 0x3f);
+        if (len == 0) {
+            snprintf(esc, sizeof esc, "\\x%02x", s[i]);
+            luaL_addstring(b, esc);
+            i++;
+            continue;
+        }
+        if (cp == '\n' || cp == '\r' || cp == '\t') {
+            luaL_addstring(b, cp == '\n' ? "\\n" : cp == '\r' ? "\\r" : "\\t");
+        } else if (len == 1 && (cp < 0x20 || cp == 0x7f)) {
+            snprintf(esc, sizeof esc, "\\x%02x", cp);
+            luaL_addstring(b, esc);
+        } else if ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029) {
+            snprintf(esc, sizeof esc, "\\u%04x", cp);
+            luaL_addstring(b, esc);
+        } else {
+            luaL_addlstring(b, text + i, len);
+        }
+        i += len;
+    }
 }
 
 /* truedy.format_error(err) and __tostring: one line, e.g.
@@ -102,27 +153,27 @@ static int error_tostring(lua_State *L) {
             snprintf(num, sizeof num, "%lld ", (long long)status);
             luaL_addstring(&b, num);
         }
-        luaL_addstring(&b, code ? code : "error");
+        add_text(&b, code ? code : "error");
         luaL_addstring(&b, ": ");
         if (field && reason) {
-            luaL_addstring(&b, field);
+            add_text(&b, field);
             luaL_addstring(&b, ": ");
-            luaL_addstring(&b, reason);
+            add_text(&b, reason);
         } else if (message) {
-            luaL_addstring(&b, message);
+            add_text(&b, message);
         }
     } else {
-        luaL_addstring(&b, kind);
+        add_text(&b, kind);
         luaL_addstring(&b, ": ");
         if (field) {
-            luaL_addstring(&b, field);
+            add_text(&b, field);
             luaL_addstring(&b, ": ");
         }
-        luaL_addstring(&b, message ? message : "unknown error");
+        add_text(&b, message ? message : "unknown error");
     }
     if (request_id) {
         luaL_addstring(&b, " (request_id=");
-        luaL_addstring(&b, request_id);
+        add_text(&b, request_id);
         luaL_addstring(&b, ")");
     }
     if (attempts > 1) {

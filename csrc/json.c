@@ -353,40 +353,134 @@ void td_json_init(lua_State *L) {
     lua_pop(L, 1);
 }
 
+/* Whole numbers below 2^53 in magnitude are exact in a double and become
+ * integers (on Luas that have them); anything larger was already rounded by
+ * the decoder (lua-cjson 2.1.0 reads numbers as doubles), so it stays a
+ * float: never an integer that looks exact and is wrong. */
+#define TD_EXACT_LIMIT 9007199254740992.0 /* 2^53 */
+
+#if TD_HAS_INTEGERS
+static int exact_integer(lua_State *L, int idx) {
+    lua_Number d;
+    if (lua_isinteger(L, idx))
+        return 0;
+    d = lua_tonumber(L, idx);
+    return d == floor(d) && d > -TD_EXACT_LIMIT && d < TD_EXACT_LIMIT;
+}
+#endif
+
+/* Push the string at idx with every occurrence of secret replaced; 0 when
+ * it has none (nothing pushed). */
+static int push_redacted(lua_State *L, int idx, const char *secret) {
+    size_t n, klen = strlen(secret), run = 0, hit;
+    const char *s = lua_tolstring(L, idx, &n);
+    luaL_Buffer b;
+    if (td_find_key(s, n, 0, secret, klen) == n)
+        return 0;
+    luaL_buffinit(L, &b);
+    while ((hit = td_find_key(s, n, run, secret, klen)) < n) {
+        luaL_addlstring(&b, s + run, hit - run);
+        luaL_addstring(&b, "[redacted]");
+        run = hit + klen;
+    }
+    luaL_addlstring(&b, s + run, n - run);
+    luaL_pushresult(&b);
+    return 1;
+}
+
 /* null in an object: the key goes away; null in an array stays as
- * truedy.null (the same light userdata as cjson.null).  Whole numbers become
- * integers on Luas that have them. */
-static void normalise(lua_State *L, int idx, int depth) {
-    luaL_checkstack(L, 4, "truedy: JSON nesting");
+ * truedy.null (the same light userdata as cjson.null).  Whole numbers
+ * become integers by the rule above.  Strings, values and keys, holding
+ * the secret get it redacted. */
+static void normalise(lua_State *L, int idx, int depth, const char *secret) {
+    int renames = 0; /* a table of keys to rename, made only when needed */
+    luaL_checkstack(L, 6, "truedy: JSON nesting");
     idx = td_absindex(L, idx);
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         int vt = lua_type(L, -1);
         if (vt == LUA_TTABLE) {
             if (depth < TD_DECODE_MAX_DEPTH + 2)
-                normalise(L, -1, depth + 1);
+                normalise(L, -1, depth + 1, secret);
         } else if (vt == LUA_TLIGHTUSERDATA && lua_type(L, -2) == LUA_TSTRING &&
                    td_is_null(L, -1)) {
             /* clearing an existing field during lua_next is allowed */
             lua_pushvalue(L, -2);
             lua_pushnil(L);
             lua_rawset(L, idx);
+        } else if (vt == LUA_TSTRING && secret != NULL && push_redacted(L, -1, secret)) {
+            lua_pushvalue(L, -3);
+            lua_insert(L, -2);
+            lua_rawset(L, idx); /* an existing field: allowed */
         }
 #if TD_HAS_INTEGERS
-        else if (vt == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-            lua_Number d = lua_tonumber(L, -1);
-            if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
-                lua_pushvalue(L, -2);
-                lua_pushinteger(L, (lua_Integer)d);
-                lua_rawset(L, idx);
-            }
+        else if (vt == LUA_TNUMBER && exact_integer(L, -1)) {
+            lua_Integer whole = (lua_Integer)lua_tonumber(L, -1);
+            lua_pushvalue(L, -2);
+            lua_pushinteger(L, whole);
+            lua_rawset(L, idx);
         }
 #endif
         lua_pop(L, 1);
+        if (secret != NULL && lua_type(L, -1) == LUA_TSTRING &&
+            td_find_key(lua_tostring(L, -1), td_rawlen(L, -1), 0, secret, strlen(secret)) <
+                td_rawlen(L, -1)) {
+            /* a new key cannot be added during the traversal: later */
+            if (!renames) {
+                lua_newtable(L);
+                lua_insert(L, -2);
+                renames = lua_gettop(L) - 1;
+            }
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, renames, (int)td_rawlen(L, renames) + 1);
+        }
+    }
+    if (renames) {
+        int i, n = (int)td_rawlen(L, renames);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, renames, i);                  /* old key */
+            push_redacted(L, -1, secret);                /* new key */
+            lua_pushvalue(L, -2);
+            lua_rawget(L, idx);                          /* the value */
+            lua_rawset(L, idx);                          /* t[new] = value */
+            lua_pushnil(L);
+            lua_rawset(L, idx);                          /* t[old] = nil */
+        }
+        lua_remove(L, renames);
     }
 }
 
-int td_json_decode(lua_State *L, const char *s, size_t n) {
+/* Read off the raw text whether the walk has anything to do: a null, a
+ * number (whole numbers change type on 5.3+), a \u escape (it could spell
+ * the secret), or the secret itself. */
+static int walk_needed(const char *s, size_t n, const char *secret) {
+    size_t i;
+    int in_string = 0;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        if (in_string) {
+            if (c == '\\') {
+                if (i + 1 < n && s[i + 1] == 'u' && secret != NULL)
+                    return 1;
+                i++;
+            } else if (c == '"') {
+                in_string = 0;
+            }
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == 'n') { /* the only bare word starting with n is null */
+            return 1;
+        }
+#if TD_HAS_INTEGERS
+        else if ((c >= '0' && c <= '9') || c == '-') {
+            return 1;
+        }
+#endif
+    }
+    return secret != NULL && td_find_key(s, n, 0, secret, strlen(secret)) < n;
+}
+
+int td_json_decode(lua_State *L, const char *s, size_t n, const char *secret) {
     int status;
     td_rawgetp(L, LUA_REGISTRYINDEX, &decode_key);
     lua_pushlstring(L, s, n);
@@ -400,15 +494,18 @@ int td_json_decode(lua_State *L, const char *s, size_t n) {
         }
         return 0;
     }
-    if (lua_type(L, -1) == LUA_TTABLE)
-        normalise(L, -1, 0);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        if (walk_needed(s, n, secret))
+            normalise(L, -1, 0, secret);
+    } else if (lua_type(L, -1) == LUA_TSTRING && secret != NULL) {
+        if (push_redacted(L, -1, secret))
+            lua_remove(L, -2);
+    }
 #if TD_HAS_INTEGERS
-    else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-        lua_Number d = lua_tonumber(L, -1);
-        if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
-            lua_pop(L, 1);
-            lua_pushinteger(L, (lua_Integer)d);
-        }
+    else if (lua_type(L, -1) == LUA_TNUMBER && exact_integer(L, -1)) {
+        lua_Integer i = (lua_Integer)lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        lua_pushinteger(L, i);
     }
 #endif
     return 1;

@@ -115,7 +115,9 @@ static int emit_duration(lua_State *L, int idx, td_buf *out, td_path *path, td_f
             td_fail_set(f, path, "must be at most %.0f seconds", MAX_DURATION);
             return -1;
         }
-        if (td_isinteger(L, idx)) {
+        if (d == 0) { /* -0.0 == 0: never "-0s", which the server refuses */
+            snprintf(text, sizeof text, "\"0s\"");
+        } else if (td_isinteger(L, idx)) {
             snprintf(text, sizeof text, "\"%llds\"", (long long)lua_tointeger(L, idx));
         } else {
             /* fixed notation, nanoseconds at most, trailing zeros dropped:
@@ -262,14 +264,16 @@ static int emit_object(lua_State *L, int idx, td_buf *out, td_path *path, td_fai
     return td_json_encode_object(L, idx, count, out, path, f, 1, lookup, values);
 }
 
+/* Read raw, as the encoder reads: a params table's metatable is ignored, so
+ * the check and the bytes sent can never disagree. */
 static int require_field(lua_State *L, int idx, const char *name, const char *rule, td_fail *f) {
     int present;
-    lua_getfield(L, idx, name);
+    lua_pushstring(L, name);
+    lua_rawget(L, idx);
     present = !lua_isnil(L, -1);
     lua_pop(L, 1);
     if (!present) {
-        snprintf(f->field, sizeof f->field, "%s", name);
-        snprintf(f->rule, sizeof f->rule, "%s", rule);
+        td_fail_field(f, name, "%s", rule);
         return -1;
     }
     return 0;

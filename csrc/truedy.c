@@ -1,6 +1,7 @@
 /*
- * truedy.c - luaopen_truedy: the module table, its constants and the
- * default client configured from TRUEDY_API_KEY / TRUEDY_BASE_URL.
+ * truedy.c - luaopen_truedy: the module table, its constants, the default
+ * client configured from TRUEDY_API_KEY / TRUEDY_BASE_URL, and the parts
+ * written in Lua (truedy.follow), loaded on first use.
  */
 #include <pthread.h>
 #include <string.h>
@@ -17,13 +18,15 @@ static void global_init(void) { global_rc = curl_global_init(CURL_GLOBAL_ALL); }
 
 static const char default_client_key = 'c';
 
-/* Push the default client (made on first use); on a configuration error
- * pushes nil, err and returns 2. */
-static int push_default_client(lua_State *L) {
+/* The default client (made on first use): client, or nil, err. */
+static int default_client(lua_State *L) {
     int n;
     td_rawgetp(L, LUA_REGISTRYINDEX, &default_client_key);
-    if (!lua_isnil(L, -1))
-        return 1;
+    if (!lua_isnil(L, -1)) {
+        td_client *c = td_to_client(L, -1);
+        if (c != NULL && c->e != NULL && !c->e->closed)
+            return 1;
+    }
     lua_pop(L, 1);
     n = td_client_create_with(L, 0);
     if (n != 1)
@@ -31,31 +34,6 @@ static int push_default_client(lua_State *L) {
     lua_pushvalue(L, -1);
     td_rawsetp(L, LUA_REGISTRYINDEX, &default_client_key);
     return 1;
-}
-
-/* Run a client method with the default client in front of the arguments. */
-static int with_default_client(lua_State *L, int nargs, lua_CFunction method) {
-    lua_settop(L, nargs);
-    if (push_default_client(L) != 1)
-        return 2;
-    lua_insert(L, 1);
-    return method(L);
-}
-
-static int mod_create_call(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    return with_default_client(L, 2, td_client_create_call);
-}
-
-static int mod_get_call(lua_State *L) {
-    luaL_checkstring(L, 1);
-    return with_default_client(L, 2, td_client_get_call);
-}
-
-static int mod_list_calls(lua_State *L) {
-    if (!lua_isnoneornil(L, 1))
-        luaL_checktype(L, 1, LUA_TTABLE);
-    return with_default_client(L, 2, td_client_list_calls);
 }
 
 /* truedy.new_idempotency_key() -> a fresh random UUIDv4, for callers who
@@ -78,24 +56,50 @@ static int mod_is_terminal(lua_State *L) {
         lua_getfield(L, 1, "status");
         lua_replace(L, 1);
     }
-    if (lua_type(L, 1) == LUA_TSTRING)
-        for (const char *const *t = terminal; *t && !found; t++)
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        const char *const *t;
+        for (t = terminal; *t && !found; t++)
             found = strcasecmp(lua_tostring(L, 1), *t) == 0;
+    }
     lua_pushboolean(L, found);
+    return 1;
+}
+
+/* truedy.options([scope]) -> the option names ("client", "call", "create",
+ * "list", "start"): for tools, editors and specs. */
+static int mod_options(lua_State *L) {
+    static const char *const names[] = {"client", "call", "create", "list", "start", NULL};
+    static const unsigned scopes[] = {TD_SCOPE_CLIENT, TD_SCOPE_CALL, TD_SCOPE_CREATE,
+                                      TD_SCOPE_LIST, TD_SCOPE_START};
+    int which = luaL_checkoption(L, 1, "client", names);
+    td_options_push_names(L, scopes[which]);
+    return 1;
+}
+
+/* Parts written in Lua, loaded when first read: truedy.follow. */
+static int module_index(lua_State *L) {
+    const char *key = lua_tostring(L, 2);
+    if (key == NULL || strcmp(key, "follow") != 0)
+        return 0;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "truedy.follow");
+    lua_call(L, 1, 1);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
     return 1;
 }
 
 int luaopen_truedy(lua_State *L) {
     static const luaL_Reg functions[] = {
         {"new", td_client_new},
-        {"create_call", mod_create_call},
-        {"get_call", mod_get_call},
-        {"list_calls", mod_list_calls},
         {"new_idempotency_key", mod_new_idempotency_key},
         {"is_terminal", mod_is_terminal},
+        {"options", mod_options},
         {NULL, NULL},
     };
     const curl_version_info_data *cv;
+    int module;
     pthread_once(&global_once, global_init);
     if (global_rc != CURLE_OK)
         return luaL_error(L, "truedy: curl_global_init failed: %s", curl_easy_strerror(global_rc));
@@ -103,18 +107,26 @@ int luaopen_truedy(lua_State *L) {
 
     td_json_init(L); /* raises early if lua-cjson is missing */
     lua_newtable(L);
+    module = lua_gettop(L);
     td_setfuncs(L, functions, 0);
     td_error_init(L);
-    td_request_init(L);
+    td_handle_init(L);
     td_client_init(L);
+    lua_pushcfunction(L, default_client);
+    td_calls_register_module(L, module, lua_gettop(L));
+    lua_setfield(L, module, "default_client");
     lua_pushliteral(L, TRUEDY_VERSION);
-    lua_setfield(L, -2, "VERSION");
+    lua_setfield(L, module, "VERSION");
     lua_pushstring(L, cv && cv->version ? cv->version : "");
-    lua_setfield(L, -2, "LIBCURL_VERSION");
+    lua_setfield(L, module, "LIBCURL_VERSION");
     lua_pushliteral(L, TD_DEFAULT_BASE_URL);
-    lua_setfield(L, -2, "DEFAULT_BASE_URL");
+    lua_setfield(L, module, "DEFAULT_BASE_URL");
     /* the JSON null: the same light userdata as cjson.null and ngx.null */
     lua_pushlightuserdata(L, NULL);
-    lua_setfield(L, -2, "null");
+    lua_setfield(L, module, "null");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, module_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, module);
     return 1;
 }

@@ -110,6 +110,13 @@ int td_random_bytes(void *out, size_t n) {
     return 0;
 }
 
+double td_random01(void) {
+    uint32_t x = 0;
+    if (td_random_bytes(&x, sizeof x) != 0)
+        x = (uint32_t)(td_monotonic() * 1e6);
+    return (double)x / 4294967296.0;
+}
+
 void td_uuid4(char out[37]) {
     static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
@@ -314,6 +321,14 @@ void td_path_pop(td_path *p, size_t saved_len) {
     p->text[p->len] = '\0';
 }
 
+void td_fail_field(td_fail *f, const char *field, const char *fmt, ...) {
+    va_list ap;
+    snprintf(f->field, sizeof f->field, "%s", field);
+    va_start(ap, fmt);
+    vsnprintf(f->rule, sizeof f->rule, fmt, ap);
+    va_end(ap);
+}
+
 void td_fail_set(td_fail *f, const td_path *p, const char *fmt, ...) {
     va_list ap;
     snprintf(f->field, sizeof f->field, "%s", p->text);
@@ -357,4 +372,28 @@ void td_redact(char *buf, size_t *n, const char *key) {
         }
     }
     *n = w;
+}
+
+void td_redact_cstr(char *text, const char *key) {
+    size_t n = strlen(text);
+    td_redact(text, &n, key);
+    text[n] = '\0';
+}
+
+void td_free_secret(char **p) {
+    if (*p) {
+        volatile char *v = *p;
+        while (*v)
+            *v++ = '\0'; /* do not leave the key in freed memory */
+        free(*p);
+        *p = NULL;
+    }
+}
+
+char *td_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
 }

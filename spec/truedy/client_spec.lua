@@ -48,26 +48,26 @@ describe("truedy.new", function()
   end)
 
   it("refuses plain http to a host that is not loopback", function()
-    local client, err = truedy.new{ api_key = "k", base_url = "http://api.example.com/v1" }
+    local client, err = truedy.new{ api_key = helper.api_key, base_url = "http://api.example.com/v1" }
     assert.is_nil(client)
     assert.equal("config", err.kind)
     assert.matches("unencrypted", err.message)
     -- opting in explicitly is allowed (no request is made here)
-    assert.is_truthy(truedy.new{ api_key = "k", base_url = "http://api.example.com/v1",
+    assert.is_truthy(truedy.new{ api_key = helper.api_key, base_url = "http://api.example.com/v1",
                                  allow_insecure_http = true })
   end)
 
   it("accepts http to loopback names and https anywhere", function()
     for _, url in ipairs({ "http://127.0.0.1:8080/v1", "http://localhost/v1", "http://[::1]:80/v1",
                            "https://api.truedy.ai/api/public/v1", "https://self-hosted.example/v1/" }) do
-      assert.is_truthy(truedy.new{ api_key = "k", base_url = url }, url)
+      assert.is_truthy(truedy.new{ api_key = helper.api_key, base_url = url }, url)
     end
   end)
 
   it("refuses other schemes, credentials in the URL, and garbage", function()
     for _, url in ipairs({ "ftp://127.0.0.1/x", "file:///etc/passwd", "https://user:pw@api.truedy.ai/v1",
                            "https://api.truedy.ai/v1?x=1", "not a url", "https://api.truedy.ai/v1\r\nX: y" }) do
-      local client, err = truedy.new{ api_key = "k", base_url = url }
+      local client, err = truedy.new{ api_key = helper.api_key, base_url = url }
       assert.is_nil(client, url)
       assert.equal("config", err.kind)
       assert.is_nil(err.message:find("pw", 1, true))
