@@ -184,10 +184,10 @@ static int build_list(lua_State *L, int arg, const td_settings *s, td_req *r, td
 }
 
 const td_endpoint td_endpoints[] = {
-    {"create_call", "POST", TD_SCOPE_CREATE, 1, check_table, build_create},
-    {"get_call", "GET", 0, 0, check_string, build_get},
-    {"list_calls", "GET", TD_SCOPE_LIST, 0, check_optional_table, build_list},
-    {NULL, NULL, 0, 0, NULL, NULL},
+    {"create_call", "start_call", "POST", TD_SCOPE_CREATE, 1, check_table, build_create},
+    {"get_call", "start_get_call", "GET", 0, 0, check_string, build_get},
+    {"list_calls", "start_list_calls", "GET", TD_SCOPE_LIST, 0, check_optional_table, build_list},
+    {NULL, NULL, NULL, 0, 0, NULL, NULL},
 };
 
 /* ---- the methods ------------------------------------------------------------------------ */
@@ -325,15 +325,13 @@ static int module_call(lua_State *L) {
 void td_calls_register(lua_State *L, int methods) {
     const td_endpoint *ep;
     for (ep = td_endpoints; ep->name; ep++) {
-        char start_name[64];
         lua_pushlightuserdata(L, (void *)ep);
         lua_pushcclosure(L, method_blocking, 1);
         lua_setfield(L, methods, ep->name);
-        snprintf(start_name, sizeof start_name, "start_%s", ep->name);
         lua_pushlightuserdata(L, (void *)ep);
-        lua_pushstring(L, start_name);
+        lua_pushstring(L, ep->start_name);
         lua_pushcclosure(L, method_start, 2);
-        lua_setfield(L, methods, start_name);
+        lua_setfield(L, methods, ep->start_name);
     }
 }
 

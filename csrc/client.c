@@ -161,6 +161,22 @@ static int client_close(lua_State *L) {
     td_client *c = luaL_checkudata(L, 1, TD_CLIENT_MT);
     if (c->e)
         td_engine_close(c->e);
+    /* nothing is in flight any more: the handles are the caller's alone
+     * (cleared in place, allocating nothing) */
+    td_getuv(L, 1);
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "inflight");
+        if (lua_istable(L, -1)) {
+            int t = lua_gettop(L);
+            lua_pushnil(L);
+            while (lua_next(L, t) != 0) {
+                lua_pop(L, 1);
+                lua_pushvalue(L, -1);
+                lua_pushnil(L);
+                lua_rawset(L, t);
+            }
+        }
+    }
     return 0;
 }
 

@@ -176,6 +176,7 @@ td_req *td_req_new(td_engine *e) {
     }
     r->e = e;
     e->refs++;
+    e->live_reqs++;
     r->refs = 1;
     r->id = e->next_id++;
     r->state = TD_QUEUED;
@@ -197,6 +198,7 @@ void td_req_unref(td_req *r) {
     if (r == NULL || --r->refs > 0)
         return;
     e = r->e;
+    e->live_reqs--;
     /* nobody holds it: it is DONE, out of every list and out of libcurl */
     if (e->closed || e->free_len >= FREE_LIST_MAX) {
         free_req_memory(r);

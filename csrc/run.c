@@ -411,7 +411,26 @@ static int client_pending(lua_State *L) {
     return 1;
 }
 
+/* client:stats() -> counts for diagnostics and leak checks: requests in
+ * flight and alive, easy handles kept warm, sockets watched. */
+static int client_stats(lua_State *L) {
+    td_client *c = luaL_checkudata(L, 1, TD_CLIENT_MT);
+    td_engine *e = c->e;
+    lua_createtable(L, 0, 6);
+    if (e == NULL)
+        return 1;
+    td_set_bool(L, "closed", e->closed);
+    td_set_int(L, "running", e->running);
+    td_set_int(L, "live_requests", e->live_reqs);
+    td_set_int(L, "pooled_handles", e->pool_len);
+    td_set_int(L, "sockets", e->nsocks);
+    td_set_bool(L, "released", e->released);
+    return 1;
+}
+
 void td_run_init(lua_State *L, int methods) {
+    lua_pushcfunction(L, client_stats);
+    lua_setfield(L, methods, "stats");
     lua_pushcfunction(L, client_poll);
     lua_setfield(L, methods, "poll");
     lua_pushcfunction(L, client_timeout);

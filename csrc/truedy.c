@@ -3,7 +3,9 @@
  * client configured from TRUEDY_API_KEY / TRUEDY_BASE_URL, and the parts
  * written in Lua (truedy.follow), loaded on first use.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <time.h>
 #include <string.h>
 #include <strings.h>
 
@@ -76,6 +78,28 @@ static int mod_options(lua_State *L) {
     return 1;
 }
 
+/* truedy.now() -> seconds on a monotonic clock (for timeouts and frame
+ * timing; unaffected by changes to the wall clock). */
+static int mod_now(lua_State *L) {
+    lua_pushnumber(L, td_monotonic());
+    return 1;
+}
+
+/* truedy.sleep(seconds): blocks the thread; for scripts (truedy.follow's
+ * default outside nginx).  A signal ends it early, so Ctrl-C is prompt. */
+static int mod_sleep(lua_State *L) {
+    double s = luaL_checknumber(L, 1);
+    struct timespec ts;
+    if (!(s >= 0))
+        return luaL_argerror(L, 1, "must be a number of seconds, 0 or more");
+    if (s > 86400)
+        s = 86400;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
 /* Parts written in Lua, loaded when first read: truedy.follow. */
 static int module_index(lua_State *L) {
     const char *key = lua_tostring(L, 2);
@@ -96,6 +120,8 @@ int luaopen_truedy(lua_State *L) {
         {"new_idempotency_key", mod_new_idempotency_key},
         {"is_terminal", mod_is_terminal},
         {"options", mod_options},
+        {"now", mod_now},
+        {"sleep", mod_sleep},
         {NULL, NULL},
     };
     const curl_version_info_data *cv;

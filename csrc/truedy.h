@@ -345,6 +345,7 @@ struct td_engine {
     td_req *free_list;
     int free_len;
     int running;              /* requests in the multi */
+    int live_reqs;            /* requests allocated and not back in the free list */
     double pause_until;       /* the 429 pause: monotonic time, 0 when none */
     double curl_deadline;     /* libcurl's timer, monotonic; < 0 when none */
     td_sock *socks;
@@ -434,7 +435,8 @@ int td_outcome_push(lua_State *L, const td_outcome_in *in, td_outcome_info *info
 /* ---- calls and the Lua side of the engine (calls.c, run.c, handle.c, client.c) -- */
 
 struct td_endpoint {
-    const char *name;         /* "create_call" */
+    const char *name;         /* "create_call": client:create_call, truedy.create_call */
+    const char *start_name;   /* "start_call": client:start_call (a handle) */
     const char *method;       /* "POST" or "GET" */
     unsigned scope;           /* its options besides TD_SCOPE_CALL */
     int creates;              /* gets an idempotency key */

@@ -20,6 +20,7 @@ helper.to_number = emu.to
 helper.failing_number = emu.failing_to
 
 local lua_version = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+helper.root = os.getenv("PWD") or "."
 helper.lua = os.getenv("TRUEDY_TEST_LUA") or (lua_version == "luajit" and "luajit" or "lua" .. lua_version)
 helper.module_dir = os.getenv("TRUEDY_TEST_MODULE_DIR") or ("build/" .. lua_version)
 
@@ -88,9 +89,17 @@ function helper.run_lua(code, env)
   for k, v in pairs(env or {}) do
     assignments[#assignments + 1] = string.format("%s='%s'", k, tostring(v):gsub("'", "'\\''"))
   end
+  -- under `make valgrind` the child runs under memcheck too (a leak or an
+  -- invalid access fails it with status 97); under `make sanitize` it
+  -- inherits the preloaded sanitizer runtime
+  local wrapper = ""
+  if os.getenv("TRUEDY_TEST_WRAPPER") == "valgrind" then
+    wrapper = "valgrind --quiet --error-exitcode=97 --leak-check=full --show-leak-kinds=definite "
+      .. "--errors-for-leak-kinds=definite "
+  end
   -- the exit status is echoed: Lua 5.1's pipe:close() does not return it
-  local command = string.format("%s LUA_CPATH='%s/?.so;;' %s %s 2>&1; echo \"__exit=$?\"",
-    table.concat(assignments, " "), helper.module_dir, helper.lua, tmp)
+  local command = string.format("%s LUA_CPATH='%s/?.so;;' LUA_PATH='%s/lua/?.lua;;' %s%s %s 2>&1; echo \"__exit=$?\"",
+    table.concat(assignments, " "), helper.module_dir, helper.root, wrapper, helper.lua, tmp)
   local pipe = assert(io.popen(command))
   local output = pipe:read("*a")
   pipe:close()
@@ -128,6 +137,37 @@ function helper.epoch(iso)
   local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
   local days = era * 146097 + doe - 719468
   return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+
+-- Is v a whole number the way the integer rule promises?  On 5.3+ the
+-- subtype says it; on 5.1, 5.2 and LuaJIT every number is a double, so the
+-- check is that it holds a whole value exactly (below 2^53).
+function helper.is_integer(v)
+  if math.type then return math.type(v) == "integer" end
+  return type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53
+end
+
+-- Open file descriptors of this process (Linux): sockets a client keeps
+-- show up here, so "closed and collected" is observable without valgrind.
+function helper.open_fds()
+  local stat = assert(io.open("/proc/self/stat")):read("*l")
+  local pid = stat:match("^(%d+)")
+  local pipe = assert(io.popen("ls /proc/" .. pid .. "/fd | wc -l"))
+  local n = tonumber(pipe:read("*a"))
+  pipe:close()
+  return n
+end
+
+-- An object whose collection runs fn: tables take __gc from 5.2 on; 5.1
+-- and LuaJIT run __gc on userdata only (newproxy).
+function helper.on_collect(fn)
+  local newproxy = rawget(_G, "newproxy")
+  if newproxy then
+    local proxy = newproxy(true)
+    getmetatable(proxy).__gc = function() fn() end
+    return proxy
+  end
+  return setmetatable({}, { __gc = function() fn() end })
 end
 
 function helper.now()

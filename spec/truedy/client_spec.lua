@@ -98,13 +98,19 @@ describe("truedy.new", function()
     assert.has_error(function() client:create_call(helper.params()) end, "truedy: the client is closed")
   end)
 
-  it("is garbage collected with its handles", function()
+  it("is garbage collected with its handles and connections", function()
+    collectgarbage()
+    collectgarbage()
+    local before = helper.open_fds()
     for _ = 1, 50 do
       local client = helper.client()
-      assert(client:list_calls())
+      assert(client:list_calls()) -- each keeps a connection open
     end
+    assert.is_true(helper.open_fds() >= before + 40) -- the sockets are there
     collectgarbage()
     collectgarbage()
+    -- their connections closed with them
+    assert.is_true(helper.open_fds() <= before + 1)
     -- still fully usable afterwards
     assert(helper.client():list_calls())
   end)
