@@ -332,8 +332,10 @@ static int client_create(lua_State *L, int t) {
     luaL_getmetatable(L, TD_CLIENT_MT);
     lua_setmetatable(L, -2);
 
+    td_push_lua_name(L); /* PUC Lua or LuaJIT, told at run time */
     snprintf(ua, sizeof ua, "User-Agent: truedy-lua/%s (%s; libcurl/%s)", TRUEDY_VERSION,
-             TD_LUA_NAME, cv && cv->version ? cv->version : "?");
+             lua_tostring(L, -1), cv && cv->version ? cv->version : "?");
+    lua_pop(L, 1);
     c->api_key = dup_or_null(api_key);
     c->auth_header = concat3("Authorization: Bearer ", api_key, "");
     c->ua_header = concat3(ua, user_agent ? " " : "", user_agent ? user_agent : "");
