@@ -4,9 +4,14 @@
 #   make demo       README command one: place a call (emulator unless TRUEDY_API_KEY is set)
 #   make test       README command two: the whole suite against a real emulator
 #   make install    copy the module under $(DESTDIR)$(PREFIX)
+#   make rock       a .src.rock of HEAD, made offline (scripts/make-rock)
 #
 # Lua versions: LUA_VERSION=5.1|5.2|5.3|5.4|luajit.  Headers and flags come
 # from pkg-config; override LUA_INCDIR / LUA_CFLAGS / CURL_CFLAGS when needed.
+# LuaJIT and PUC Lua 5.1 share one build (build/5.1, against PUC 5.1's
+# headers): the same truedy.so loads in both, as lua-cjson's does.
+# Warnings are errors only in the project's own targets (test, lint, CI):
+# a user's `make` or `make install` must not break on a newer compiler.
 
 LUA_VERSION ?= 5.4
 PREFIX      ?= /usr/local
@@ -15,7 +20,8 @@ CC          ?= cc
 PKG_CONFIG  ?= pkg-config
 
 ifeq ($(LUA_VERSION),luajit)
-  LUA_PC    ?= luajit
+  # the 5.1 ABI; LuaJIT's own headers only where PUC 5.1's are missing
+  LUA_PC    ?= $(shell $(PKG_CONFIG) --exists lua5.1 2>/dev/null && echo lua5.1 || echo luajit)
   LUA       ?= luajit
   LUA_ABI   := 5.1
 else
@@ -36,8 +42,9 @@ LUA_CMOD ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_LMOD ?= $(PREFIX)/share/lua/$(LUA_ABI)
 
 CFLAGS  ?= -O2 -g
-WARN    := -std=c99 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-ALL_CFLAGS := $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden $(LUA_CFLAGS) $(CURL_CFLAGS)
+WARN    := -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+WERROR  ?=
+ALL_CFLAGS := $(WARN) $(WERROR) $(CFLAGS) -fPIC -fvisibility=hidden $(LUA_CFLAGS) $(CURL_CFLAGS)
 LDFLAGS ?=
 ALL_LDFLAGS := -shared $(LDFLAGS)
 LIBS    := $(CURL_LIBS) -lpthread -lm
@@ -46,19 +53,26 @@ SRCS := csrc/truedy.c csrc/options.c csrc/client.c csrc/calls.c csrc/handle.c cs
         csrc/engine.c csrc/transfer.c csrc/policy.c csrc/outcome.c csrc/errors.c \
         csrc/params.c csrc/json.c csrc/util.c
 HDRS := csrc/truedy.h csrc/compat.h
-BUILD ?= build/$(LUA_VERSION)
+BUILD ?= build/$(LUA_ABI)
 OBJS := $(SRCS:csrc/%.c=$(BUILD)/%.o)
 MODULE := $(BUILD)/truedy.so
+# The flags the build dir was made with: a change (WERROR, CFLAGS, ...) rebuilds.
+FLAGS_STAMP := $(BUILD)/flags
+BUILD_FLAGS := $(CC) $(ALL_CFLAGS) | $(ALL_LDFLAGS) $(LIBS)
 
-.PHONY: all deps demo test lint install uninstall clean valgrind sanitize emulator bench
+.PHONY: all deps demo test lint install uninstall clean valgrind sanitize emulator bench rock FORCE
 
 all: $(MODULE)
 
-$(BUILD)/%.o: csrc/%.c $(HDRS)
+$(FLAGS_STAMP): FORCE
 	@mkdir -p $(BUILD)
+	@printf '%s\n' '$(subst ','\'',$(BUILD_FLAGS))' | cmp -s - $@ || \
+	  printf '%s\n' '$(subst ','\'',$(BUILD_FLAGS))' >$@
+
+$(BUILD)/%.o: csrc/%.c $(HDRS) $(FLAGS_STAMP)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(MODULE): $(OBJS)
+$(MODULE): $(OBJS) $(FLAGS_STAMP)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
 # Installs missing Debian packages when root, otherwise names them.
@@ -72,19 +86,19 @@ demo:
 
 test:
 	@scripts/ensure-deps test
-	@$(MAKE) --no-print-directory -s all
+	@$(MAKE) --no-print-directory -s all WERROR=-Werror
 	@scripts/run-tests
 
 # The suite under valgrind memcheck (definite leaks and errors fail it).
 valgrind:
 	@scripts/ensure-deps valgrind
-	@$(MAKE) --no-print-directory -s all
+	@$(MAKE) --no-print-directory -s all WERROR=-Werror
 	@TRUEDY_TEST_LUAS= TRUEDY_TEST_WRAPPER=valgrind scripts/run-tests
 
 # The suite with the module built under AddressSanitizer + UBSan.
 sanitize:
 	@scripts/ensure-deps test
-	@$(MAKE) --no-print-directory all BUILD=build/sanitize \
+	@$(MAKE) --no-print-directory all BUILD=build/sanitize WERROR=-Werror \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined"
 	@TRUEDY_TEST_LUAS= TRUEDY_TEST_WRAPPER=sanitize TRUEDY_BUILD=build/sanitize scripts/run-tests
@@ -103,9 +117,9 @@ OOM_SAN    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 .PHONY: oom
 oom:
 	@scripts/ensure-deps demo
-	@$(MAKE) --no-print-directory all LUA_VERSION=5.4 BUILD=$(OOM_BUILD) \
+	@$(MAKE) --no-print-directory all LUA_VERSION=5.4 BUILD=$(OOM_BUILD) WERROR=-Werror \
 	  CFLAGS="$(OOM_SAN)" LDFLAGS="-fsanitize=address,undefined"
-	$(CC) $(WARN) $(OOM_SAN) $(shell $(PKG_CONFIG) --cflags lua5.4) $(CURL_CFLAGS) \
+	$(CC) $(WARN) -Werror $(OOM_SAN) $(shell $(PKG_CONFIG) --cflags lua5.4) $(CURL_CFLAGS) \
 	  spec/oom/oom_sweep.c -o $(OOM_BUILD)/oom_sweep \
 	  $(shell $(PKG_CONFIG) --libs lua5.4) $(CURL_LIBS) -ldl
 	@spec/oom/run $(OOM_BUILD) $(OOM_BURSTS)
@@ -114,8 +128,9 @@ oom:
 # clang-tidy runs once per file: clang 14's analyzer mixes state between
 # translation units given in one run (a false va_list report in util.c).
 lint:
+	@scripts/ensure-deps lint
 	luacheck --quiet .
-	@set -e; for f in $(SRCS); do clang-tidy --quiet $$f -- $(WARN) $(LUA_CFLAGS) $(CURL_CFLAGS); done
+	@set -e; for f in $(SRCS); do clang-tidy --quiet $$f -- $(WARN) -Werror $(LUA_CFLAGS) $(CURL_CFLAGS); done
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability --std=c99 \
 	  --inline-suppr --suppress=missingIncludeSystem --suppress=toomanyconfigs \
 	  $(LUA_CFLAGS) $(CURL_CFLAGS) csrc
@@ -127,6 +142,13 @@ emulator:
 bench:
 	@scripts/ensure-deps test
 	@bench/run
+
+# A .src.rock of the committed HEAD (git archive), installable offline:
+# `luarocks --lua-version 5.4 install --deps-mode=none build/rock/*.src.rock`.
+ROCK_DIR ?= build/rock
+rock:
+	@scripts/ensure-deps rock
+	@scripts/make-rock $(ROCK_DIR)
 
 LUA_SRCS := lua/truedy/follow.lua
 

@@ -37,8 +37,10 @@ build = {
   modules = {
     truedy = {
       sources = {
-        "csrc/truedy.c", "csrc/client.c", "csrc/request.c", "csrc/params.c",
-        "csrc/json.c", "csrc/errors.c", "csrc/util.c",
+        "csrc/truedy.c", "csrc/options.c", "csrc/client.c", "csrc/calls.c",
+        "csrc/handle.c", "csrc/run.c", "csrc/engine.c", "csrc/transfer.c",
+        "csrc/policy.c", "csrc/outcome.c", "csrc/errors.c", "csrc/params.c",
+        "csrc/json.c", "csrc/util.c",
       },
       defines = {},
       incdirs = { "csrc", "$(CURL_INCDIR)" },

@@ -281,8 +281,10 @@ static int client_create(lua_State *L, int t) {
     e->cfg.max_response_bytes = (size_t)s.max_response_bytes;
     e->cfg.debug = s.debug;
 
+    td_push_lua_name(L); /* PUC Lua or LuaJIT, told at run time */
     snprintf(ua, sizeof ua, "User-Agent: truedy-lua/%s (%s; libcurl/%s)", TRUEDY_VERSION,
-             TD_LUA_NAME, cv && cv->version ? cv->version : "?");
+             lua_tostring(L, -1), cv && cv->version ? cv->version : "?");
+    lua_pop(L, 1);
     e->api_key = td_strdup(s.api_key);
     e->auth_line = concat3("Authorization: Bearer ", s.api_key, "");
     e->ua_line = concat3(ua, s.user_agent ? " " : "", s.user_agent ? s.user_agent : "");

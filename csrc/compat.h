@@ -1,7 +1,14 @@
 /*
- * compat.h - every difference between Lua 5.1, 5.2, 5.3, 5.4 and LuaJIT 2.1
- * that truedy cares about, in one place.  The rest of the sources use only
- * the td_* names below and the API common to all versions.
+ * compat.h - every difference between Lua 5.1, 5.2, 5.3 and 5.4 that truedy
+ * cares about, in one place.  The rest of the sources use only the td_*
+ * names below and the API common to all versions.
+ *
+ * LuaJIT has no branch here: like lua-cjson, truedy is built once for the
+ * 5.1 ABI, against PUC Lua 5.1's headers, and that one truedy.so loads in
+ * both PUC Lua 5.1 and LuaJIT.  So nothing may use what only LuaJIT exports
+ * (luaL_setfuncs, luaL_testudata, ...): PUC 5.1 would fail to load it with
+ * "undefined symbol".  Which of the two runs is known only at run time
+ * (the User-Agent asks the `jit` global, see truedy.c).
  */
 #ifndef TRUEDY_COMPAT_H
 #define TRUEDY_COMPAT_H
@@ -9,17 +16,6 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
-
-/* LuaJIT's lualib.h names its "jit" library; that is how it is recognised. */
-#ifdef LUA_JITLIBNAME
-#include <luajit.h>
-#endif
-
-#ifdef LUAJIT_VERSION_NUM
-#define TD_LUAJIT 1
-#else
-#define TD_LUAJIT 0
-#endif
 
 #ifndef LUA_OK
 #define LUA_OK 0
@@ -64,9 +60,9 @@ static inline int td_absindex(lua_State *L, int idx) {
 #define td_rawlen(L, i) lua_objlen((L), (i))
 #endif
 
-/* luaL_setfuncs / luaL_testudata / luaL_setmetatable exist in 5.2+ and in
- * LuaJIT 2.1; plain 5.1 needs them written out. */
-#if LUA_VERSION_NUM >= 502 || TD_LUAJIT
+/* luaL_setfuncs / luaL_testudata exist in 5.2+; the 5.1 ABI needs them
+ * written out (LuaJIT 2.1 has them, PUC 5.1 does not). */
+#if LUA_VERSION_NUM >= 502
 #define td_setfuncs(L, l, n) luaL_setfuncs((L), (l), (n))
 #define td_testudata(L, i, t) luaL_testudata((L), (i), (t))
 #else
@@ -125,13 +121,6 @@ static inline void *td_testudata(lua_State *L, int ud, const char *tname) {
 #else
 #define TD_HAS_INTEGERS 0
 #define td_isinteger(L, i) 0
-#endif
-
-/* Version string for the User-Agent. */
-#if TD_LUAJIT
-#define TD_LUA_NAME LUAJIT_VERSION
-#else
-#define TD_LUA_NAME LUA_RELEASE
 #endif
 
 #endif /* TRUEDY_COMPAT_H */

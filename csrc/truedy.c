@@ -19,6 +19,38 @@ static CURLcode global_rc = CURLE_OK;
 static void global_init(void) { global_rc = curl_global_init(CURL_GLOBAL_ALL); }
 
 static const char default_client_key = 'c';
+static const char lua_name_key = 'n';
+
+/* The running Lua's name, for the User-Agent.  One 5.1-ABI build serves
+ * PUC Lua 5.1 and LuaJIT, so it is decided at run time: LuaJIT has a `jit`
+ * table whose `version` is "LuaJIT 2.1...".  Raw reads, so that a strict
+ * mode's __index on the globals does not raise for a missing `jit`. */
+static void remember_lua_name(lua_State *L) {
+#if LUA_VERSION_NUM == 501
+    lua_pushliteral(L, "jit");
+    lua_rawget(L, LUA_GLOBALSINDEX);
+    if (lua_istable(L, -1)) {
+        lua_pushliteral(L, "version");
+        lua_rawget(L, -2);
+        lua_remove(L, -2);
+    }
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, LUA_RELEASE);
+    }
+#else
+    lua_pushliteral(L, LUA_RELEASE);
+#endif
+    td_rawsetp(L, LUA_REGISTRYINDEX, &lua_name_key);
+}
+
+void td_push_lua_name(lua_State *L) {
+    td_rawgetp(L, LUA_REGISTRYINDEX, &lua_name_key);
+    if (lua_type(L, -1) != LUA_TSTRING) { /* only if luaopen_truedy never ran */
+        lua_pop(L, 1);
+        lua_pushliteral(L, LUA_RELEASE);
+    }
+}
 
 /* The default client (made on first use): client, or nil, err. */
 static int default_client(lua_State *L) {
@@ -132,6 +164,7 @@ int luaopen_truedy(lua_State *L) {
     cv = curl_version_info(CURLVERSION_NOW);
 
     td_json_init(L); /* raises early if lua-cjson is missing */
+    remember_lua_name(L);
     lua_newtable(L);
     module = lua_gettop(L);
     td_setfuncs(L, functions, 0);

@@ -44,6 +44,8 @@
 #endif
 
 TD_EXPORT int luaopen_truedy(lua_State *L);
+/* Pushes the running Lua's name ("Lua 5.4.4", "LuaJIT 2.1.0-beta3"). */
+void td_push_lua_name(lua_State *L);
 
 #define TD_CLIENT_MT "truedy.client"
 #define TD_HANDLE_MT "truedy.handle"

@@ -22,7 +22,8 @@ helper.failing_number = emu.failing_to
 local lua_version = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
 helper.root = os.getenv("PWD") or "."
 helper.lua = os.getenv("TRUEDY_TEST_LUA") or (lua_version == "luajit" and "luajit" or "lua" .. lua_version)
-helper.module_dir = os.getenv("TRUEDY_TEST_MODULE_DIR") or ("build/" .. lua_version)
+-- LuaJIT's _VERSION is "Lua 5.1": it loads the 5.1-ABI build
+helper.module_dir = os.getenv("TRUEDY_TEST_MODULE_DIR") or ("build/" .. _VERSION:match("%d+%.%d+"))
 
 -- JSON nulls in objects become absent keys, as truedy does for its results.
 function helper.strip_nulls(value)
