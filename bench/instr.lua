@@ -42,6 +42,8 @@ for _, c in ipairs(common.clients) do
       print(string.format("  %-15s %s", c.name, why))
     end
     io.stdout:flush()
+  elseif c.not_instr then
+    print(string.format("  %-15s not measured (%s)", c.name, c.not_instr))
   end
 end
 print("\nThe clients:")

@@ -5,7 +5,7 @@
 -- Fields: name; label (exactly what it does, printed with every result); argv (the command
 -- before URL WARMUP N; BUILD is build/bench); calls (function of the -n calls: how many this
 -- client makes; nil: the same); vs (the truedy client a ratio is taken against; nil for truedy's
--- own clients); instr (measured by make bench-instr).
+-- own clients); instr (measured by make bench-instr), or not_instr (why not).
 local BUILD = os.getenv("BENCH_BUILD") or "build/bench"
 
 return {
@@ -48,6 +48,7 @@ return {
     calls = function(n) return math.max(20, n // 100) end,
     warmup = function(w) return math.min(w, 5) end,
     vs = "truedy",
+    not_instr = "a process per call: callgrind would count one curl process, not the loop",
   },
   {
     name = "truedy-async16",
