@@ -8,7 +8,7 @@ bench_init() {
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd) || exit 1
   cd "$root" || exit 1
   work=$(mktemp -d "${TMPDIR:-/tmp}/truedy-bench.XXXXXX") || exit 1
-  [ -n "${BENCH_KEEP:-}" ] || trap bench_cleanup EXIT
+  trap bench_cleanup EXIT
   trap 'exit 130' INT TERM
   cpu=${BENCH_CPU:-$(($(nproc) - 1))}
   export BENCH_BUILD=build/bench
@@ -24,7 +24,11 @@ bench_cleanup() {
     [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
   done
   [ -d "$work/emulator" ] && emulator/truedy-emulator stop --dir "$work/emulator" >/dev/null 2>&1
-  rm -rf "$work"
+  if [ -n "${BENCH_KEEP:-}" ]; then
+    echo "bench: kept $work" >&2
+  else
+    rm -rf "$work"
+  fi
 }
 
 bench_die() {
