@@ -60,7 +60,8 @@ MODULE := $(BUILD)/truedy.so
 FLAGS_STAMP := $(BUILD)/flags
 BUILD_FLAGS := $(CC) $(ALL_CFLAGS) | $(ALL_LDFLAGS) $(LIBS)
 
-.PHONY: all deps demo test lint install uninstall clean valgrind sanitize emulator bench rock FORCE
+.PHONY: all deps demo test lint install uninstall clean valgrind sanitize emulator bench rock FORCE \
+        bench-instr bench-programs
 
 all: $(MODULE)
 
@@ -138,10 +139,32 @@ lint:
 emulator:
 	emulator/truedy-emulator run
 
-# Ratios against raw libcurl and LuaSocket, measured in one run (bench/run).
+# Benchmarks (bench/; not part of make test).  make bench: calls/s of truedy and of each
+# baseline, pinned with the server to one CPU, interleaved, min/median/max of each ratio, and
+# memory over 100,000 calls (bench/run -h for the options; BENCH_ARGS passes them).
+# make bench-instr: callgrind instructions per call, the number to compare across commits.
+BENCH_BUILD := build/bench
+BENCH_LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null)
+BENCH_PROGRAMS := $(BENCH_BUILD)/c_easy $(BENCH_BUILD)/c_multi $(BENCH_BUILD)/minicurl.so
+
 bench:
 	@scripts/ensure-deps test
-	@bench/run
+	@bench/run $(BENCH_ARGS)
+
+bench-instr:
+	@scripts/ensure-deps valgrind
+	@bench/instr
+
+bench-programs: $(BENCH_PROGRAMS)
+
+$(BENCH_BUILD)/%: bench/%.c bench/baseline.c bench/baseline.h
+	@mkdir -p $(BENCH_BUILD)
+	$(CC) $(WARN) $(CFLAGS) $(CURL_CFLAGS) -o $@ $< bench/baseline.c $(CURL_LIBS)
+
+$(BENCH_BUILD)/minicurl.so: bench/minicurl.c bench/baseline.c bench/baseline.h
+	@mkdir -p $(BENCH_BUILD)
+	$(CC) $(WARN) $(CFLAGS) -fPIC $(BENCH_LUA_CFLAGS) $(CURL_CFLAGS) -shared -o $@ bench/minicurl.c \
+	  bench/baseline.c $(CURL_LIBS)
 
 # A .src.rock of the committed HEAD (git archive), installable offline:
 # `luarocks --lua-version 5.4 install --deps-mode=none build/rock/*.src.rock`.
