@@ -31,19 +31,23 @@ else
 endif
 CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS   ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
+# OpenSSL's libcrypto: HMAC-SHA256 for truedy.webhook (csrc/webhook.c)
+CRYPTO_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcrypto 2>/dev/null)
+CRYPTO_LIBS   ?= $(shell $(PKG_CONFIG) --libs libcrypto 2>/dev/null || echo -lcrypto)
 
 LUA_CMOD ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_LMOD ?= $(PREFIX)/share/lua/$(LUA_ABI)
 
 CFLAGS  ?= -O2 -g
 WARN    := -std=c99 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-ALL_CFLAGS := $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden $(LUA_CFLAGS) $(CURL_CFLAGS)
+ALL_CFLAGS := $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden $(LUA_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS)
 LDFLAGS ?=
 ALL_LDFLAGS := -shared $(LDFLAGS)
-LIBS    := $(CURL_LIBS) -lpthread -lm
+LIBS    := $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread -lm
 
 SRCS := csrc/truedy.c csrc/client.c csrc/request.c csrc/params.c csrc/json.c \
         csrc/errors.c csrc/util.c
+SRCS += csrc/webhook.c
 HDRS := csrc/truedy.h csrc/compat.h
 BUILD ?= build/$(LUA_VERSION)
 OBJS := $(SRCS:csrc/%.c=$(BUILD)/%.o)
@@ -114,10 +118,10 @@ oom:
 # translation units given in one run (a false va_list report in util.c).
 lint:
 	luacheck --quiet .
-	@set -e; for f in $(SRCS); do clang-tidy --quiet $$f -- $(WARN) $(LUA_CFLAGS) $(CURL_CFLAGS); done
+	@set -e; for f in $(SRCS); do clang-tidy --quiet $$f -- $(WARN) $(LUA_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS); done
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability --std=c99 \
 	  --inline-suppr --suppress=missingIncludeSystem --suppress=toomanyconfigs \
-	  $(LUA_CFLAGS) $(CURL_CFLAGS) csrc
+	  $(LUA_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS) csrc
 
 emulator:
 	emulator/truedy-emulator run

@@ -107,6 +107,7 @@ int luaopen_truedy(lua_State *L) {
     td_error_init(L);
     td_request_init(L);
     td_client_init(L);
+    td_webhook_init(L); /* the truedy.webhook sub-table */
     lua_pushliteral(L, TRUEDY_VERSION);
     lua_setfield(L, -2, "VERSION");
     lua_pushstring(L, cv && cv->version ? cv->version : "");

@@ -241,4 +241,10 @@ void td_request_init(lua_State *L);
 /* CURLOPT_DEBUGFUNCTION of the debug option; userdata is the client. */
 int td_debug_trace(CURL *easy, curl_infotype type, char *data, size_t size, void *userdata);
 
+/* ---- webhook signatures (webhook.c) ---------------------------------- */
+
+/* Adds truedy.webhook (verify, sign, hmac_sha256) to the module table on
+ * top of the stack. */
+void td_webhook_init(lua_State *L);
+
 #endif /* TRUEDY_H */
