@@ -361,6 +361,7 @@ static int webhook_verify(lua_State *L) {
         return refuse(L, "bad_signature", TS_HEADER " was given more than once");
     if (from_hex(sig_text, sig_len, given, MAC_LEN) != 0)
         return refuse(L, "bad_signature", SIG_HEADER " is not 64 hex digits (HMAC-SHA256)");
+    /* a malformed header rather than a clock problem: bad_signature, not stale */
     if (parse_seconds(ts_text, ts_len, &seconds) != 0)
         return refuse(L, "bad_signature", TS_HEADER " is not a whole number of Unix seconds");
 
