@@ -37,6 +37,9 @@ else
 endif
 CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS   ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
+# OpenSSL's libcrypto: HMAC-SHA256 for truedy.webhook (csrc/webhook.c)
+CRYPTO_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcrypto 2>/dev/null)
+CRYPTO_LIBS   ?= $(shell $(PKG_CONFIG) --libs libcrypto 2>/dev/null || echo -lcrypto)
 
 LUA_CMOD ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_LMOD ?= $(PREFIX)/share/lua/$(LUA_ABI)
@@ -44,14 +47,14 @@ LUA_LMOD ?= $(PREFIX)/share/lua/$(LUA_ABI)
 CFLAGS  ?= -O2 -g
 WARN    := -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 WERROR  ?=
-ALL_CFLAGS := $(WARN) $(WERROR) $(CFLAGS) -fPIC -fvisibility=hidden $(LUA_CFLAGS) $(CURL_CFLAGS)
+ALL_CFLAGS := $(WARN) $(WERROR) $(CFLAGS) -fPIC -fvisibility=hidden $(LUA_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS)
 LDFLAGS ?=
 ALL_LDFLAGS := -shared $(LDFLAGS)
-LIBS    := $(CURL_LIBS) -lpthread -lm
+LIBS    := $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread -lm
 
 SRCS := csrc/truedy.c csrc/options.c csrc/client.c csrc/calls.c csrc/handle.c csrc/run.c \
         csrc/engine.c csrc/transfer.c csrc/policy.c csrc/outcome.c csrc/errors.c \
-        csrc/params.c csrc/json.c csrc/util.c
+        csrc/params.c csrc/json.c csrc/util.c csrc/webhook.c
 HDRS := csrc/truedy.h csrc/compat.h
 BUILD ?= build/$(LUA_ABI)
 OBJS := $(SRCS:csrc/%.c=$(BUILD)/%.o)
@@ -131,10 +134,10 @@ oom:
 lint:
 	@scripts/ensure-deps lint
 	luacheck --quiet .
-	@set -e; for f in $(SRCS); do clang-tidy --quiet $$f -- $(WARN) -Werror $(LUA_CFLAGS) $(CURL_CFLAGS); done
+	@set -e; for f in $(SRCS); do clang-tidy --quiet $$f -- $(WARN) -Werror $(LUA_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS); done
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability --std=c99 \
 	  --inline-suppr --suppress=missingIncludeSystem --suppress=toomanyconfigs \
-	  $(LUA_CFLAGS) $(CURL_CFLAGS) csrc
+	  $(LUA_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS) csrc
 
 emulator:
 	emulator/truedy-emulator run

@@ -30,6 +30,9 @@ external_dependencies = {
   -- only the library is probed: on Debian the header lives under a multiarch
   -- directory that LuaRocks does not search, while the compiler does
   CURL = { library = "curl" },
+  -- OpenSSL's libcrypto: HMAC-SHA256 and CRYPTO_memcmp for truedy.webhook
+  -- (Debian: libssl-dev); its headers sit in the usual include directory
+  OPENSSL = { header = "openssl/hmac.h", library = "crypto" },
 }
 
 build = {
@@ -40,12 +43,12 @@ build = {
         "csrc/truedy.c", "csrc/options.c", "csrc/client.c", "csrc/calls.c",
         "csrc/handle.c", "csrc/run.c", "csrc/engine.c", "csrc/transfer.c",
         "csrc/policy.c", "csrc/outcome.c", "csrc/errors.c", "csrc/params.c",
-        "csrc/json.c", "csrc/util.c",
+        "csrc/json.c", "csrc/util.c", "csrc/webhook.c",
       },
       defines = {},
-      incdirs = { "csrc", "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
-      libraries = { "curl", "pthread", "m" },
+      incdirs = { "csrc", "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "curl", "crypto", "pthread", "m" },
     },
     ["truedy.follow"] = "lua/truedy/follow.lua",
   },

@@ -482,6 +482,12 @@ static int walk_needed(const char *s, size_t n, const char *secret) {
 
 int td_json_decode(lua_State *L, const char *s, size_t n, const char *secret) {
     int status;
+    if (memchr(s, '\0', n) != NULL) {
+        /* never valid JSON, and lua-cjson would stop reading at it: what
+         * follows would be silently ignored */
+        lua_pushliteral(L, "a NUL byte in the text");
+        return 0;
+    }
     td_rawgetp(L, LUA_REGISTRYINDEX, &decode_key);
     lua_pushlstring(L, s, n);
     status = lua_pcall(L, 1, 1, 0);

@@ -174,6 +174,7 @@ int luaopen_truedy(lua_State *L) {
     lua_pushcfunction(L, default_client);
     td_calls_register_module(L, module, lua_gettop(L));
     lua_setfield(L, module, "default_client");
+    td_webhook_init(L); /* the truedy.webhook sub-table */
     lua_pushliteral(L, TRUEDY_VERSION);
     lua_setfield(L, module, "VERSION");
     lua_pushstring(L, cv && cv->version ? cv->version : "");

@@ -512,4 +512,10 @@ int td_handle_push_results(lua_State *L, int h_idx);
 /* debug trace (transfer.c): CURLOPT_DEBUGFUNCTION; userdata is the engine */
 int td_debug_trace(CURL *easy, curl_infotype type, char *data, size_t size, void *userdata);
 
+/* ---- webhook signatures (webhook.c) ---------------------------------- */
+
+/* Adds truedy.webhook (verify, sign, hmac_sha256) to the module table on
+ * top of the stack. */
+void td_webhook_init(lua_State *L);
+
 #endif /* TRUEDY_H */
