@@ -482,7 +482,7 @@ static int walk_needed(const char *s, size_t n, const char *secret) {
 
 int td_json_decode(lua_State *L, const char *s, size_t n, const char *secret) {
     int status;
-    if (memchr(s, '\0', n) != NULL) {
+    if (n > 0 && memchr(s, '\0', n) != NULL) {
         /* never valid JSON, and lua-cjson would stop reading at it: what
          * follows would be silently ignored */
         lua_pushliteral(L, "a NUL byte in the text");
