@@ -47,8 +47,10 @@ for _, a in ipairs(emu.fixtures.agents) do
 end
 emu.to = "+12125551234"
 emu.failing_to = emu.fixtures.failing_prefix .. "1234"
+emu.cancelling_to = emu.fixtures.cancelling_prefix .. "1234"
 
 emu.ISO_US = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d%d%d%dZ$"
+emu.ISO_S = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$"
 emu.UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 
 ---------------------------------------------------------------------------------------------------

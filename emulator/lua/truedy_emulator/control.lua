@@ -15,7 +15,10 @@
 --   GET    /__emulator/held               requests a hold fault holds now, oldest first
 --   POST   /__emulator/held/release       {"fault_id"?, "seq"?, "count"?}: let them go on
 --   GET    /__emulator/fixtures           the seeded organizations (with keys) and agents
+--   GET    /__emulator/variants           the variant keys with their values, and the presets
+--   POST   /__emulator/calls/<id>/cancel  end a call that is not over yet as cancelled, now
 --   GET    /__emulator/recordings/<id>.wav  the "recording" of an ended call (1 s of silence)
+--   GET    /__emulator/transcripts/<id>.json  the transcript of an ended call (transcript_url)
 
 local json = require "truedy_emulator.json"
 local util = require "truedy_emulator.util"
@@ -23,7 +26,7 @@ local config = require "truedy_emulator.config"
 local journal = require "truedy_emulator.journal"
 local faults = require "truedy_emulator.faults"
 local calls = require "truedy_emulator.calls"
-local lifecycle = require "truedy_emulator.lifecycle"
+local call_view = require "truedy_emulator.call_view"
 local world = require "truedy_emulator.world"
 local hold = require "truedy_emulator.hold"
 
@@ -136,6 +139,10 @@ handlers["DELETE /faults"] = function()
   return ok(json.ordered({ "cleared" }, { cleared = true }))
 end
 
+handlers["GET /variants"] = function()
+  return ok(config.variants_public())
+end
+
 handlers["GET /held"] = function()
   return ok(hold.list())
 end
@@ -170,8 +177,9 @@ handlers["GET /fixtures"] = function()
       outbound_numbers = json.array(util.copy(a.outbound_numbers)), greeting = a.greeting,
     })
   end
-  return ok(json.ordered({ "organizations", "agents", "failing_prefix" },
-    { organizations = orgs, agents = agents, failing_prefix = f.failing_prefix }))
+  return ok(json.ordered({ "organizations", "agents", "failing_prefix", "cancelling_prefix" },
+    { organizations = orgs, agents = agents, failing_prefix = f.failing_prefix,
+      cancelling_prefix = f.cancelling_prefix }))
 end
 
 -- 1 s of silence, 8 kHz 8-bit mono PCM: enough to be a real, playable file.
@@ -192,12 +200,35 @@ end
 
 local function recording(id)
   local record = calls.get_any(id)
-  local cfg = config.get()
-  if not record or not record.recording_enabled
-    or lifecycle.at(record, config.emulated_now(cfg, util.now()) - record.created_emulated).status ~= "ended" then
+  if not record or not record.recording_enabled or calls.state(record, config.get(), util.now()).status ~= "ended" then
     return fail(404, "not_found", "Recording not found: " .. id)
   end
   return reply(200, silent_wav(), "audio/wav")
+end
+
+-- What transcript_url points at: the transcript as the call object would show it now.
+local function transcript(id)
+  local record = calls.get_any(id)
+  local cfg = config.get()
+  local s = record and calls.state(record, cfg, util.now())
+  local lines = s and call_view.transcript(record, cfg, s, s.age)
+  if not lines then return fail(404, "not_found", "Transcript not found: " .. id) end
+  return ok(lines)
+end
+
+local function base_url()
+  return "http://" .. ngx.var.server_addr .. ":" .. ngx.var.server_port
+end
+
+local function cancel(id)
+  local cfg = config.get()
+  local now = util.now()
+  local record, why, status = calls.cancel(id, cfg, now)
+  if why == "not_found" then return fail(404, "not_found", "Call not found: " .. id) end
+  if why == "over" then
+    return fail(409, "conflict", "Call " .. id .. " is over already (" .. status .. "): nothing to cancel")
+  end
+  return ok(call_view.present(record, cfg, now, base_url()))
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -218,6 +249,10 @@ function control.handle()
   end
   local call_id = rel:match("^/recordings/([%w_]+)%.wav$")
   if call_id and (method == "GET" or method == "HEAD") then return recording(call_id) end
+  local transcript_id = rel:match("^/transcripts/([%w_]+)%.json$")
+  if transcript_id and method == "GET" then return transcript(transcript_id) end
+  local cancel_id = rel:match("^/calls/([%w_]+)/cancel$")
+  if cancel_id and method == "POST" then return cancel(cancel_id) end
 
   -- Known path, wrong method → 405 with Allow; else 404.
   local allowed = {}
@@ -226,7 +261,8 @@ function control.handle()
     if p == rel then allowed[#allowed + 1] = m end
   end
   if fault_id then allowed[#allowed + 1] = "DELETE" end
-  if call_id then allowed[#allowed + 1] = "GET" end
+  if call_id or transcript_id then allowed[#allowed + 1] = "GET" end
+  if cancel_id then allowed[#allowed + 1] = "POST" end
   if #allowed > 0 then
     table.sort(allowed)
     local allow = table.concat(allowed, ", ")

@@ -26,6 +26,7 @@ local json = require "truedy_emulator.json"
 local envelope = require "truedy_emulator.envelope"
 local util = require "truedy_emulator.util"
 local hold = require "truedy_emulator.hold"
+local ratelimit = require "truedy_emulator.ratelimit"
 
 local faults = {}
 
@@ -289,13 +290,20 @@ local BUILDERS = {}
 
 function BUILDERS.status(f, ctx, cfg)
   local default = DEFAULT_ERRORS[f.status] or { "error", "Error" }
-  local details = f.details
-  if f.status == 429 and details == nil then
+  local details, headers = f.details, nil
+  if f.status == 429 then
+    -- As the API's own 429 would say it: reset at the end of the current window.
     local window = cfg.rate_window
-    local reset_at = (math.floor(ctx.now / window) + 1) * window
-    details = json.ordered({ "limit", "reset_at" }, { limit = cfg.rate_limit, reset_at = util.iso8601(reset_at) })
+    local reset = (math.floor(ctx.now / window) + 1) * window
+    if details == nil then
+      details = json.ordered({ "limit", "reset_at" },
+        { limit = cfg.rate_limit, reset_at = util.iso8601(reset, cfg.variant.time_precision == "seconds") })
+    end
+    if cfg.variant.rate_limit_headers == "x_ratelimit" then
+      headers = ratelimit.headers({ allowed = false, limit = cfg.rate_limit, remaining = 0, reset = reset }, ctx.now)
+    end
   end
-  return envelope.error(ctx, f.status, f.code or default[1], f.message or default[2], details)
+  return envelope.error(ctx, f.status, f.code or default[1], f.message or default[2], details, headers)
 end
 
 function BUILDERS.html(f)
