@@ -15,6 +15,7 @@ local call_view = require "truedy_emulator.call_view"
 local ratelimit = require "truedy_emulator.ratelimit"
 local idempotency = require "truedy_emulator.idempotency"
 local faults = require "truedy_emulator.faults"
+local webhooks = require "truedy_emulator.webhooks"
 
 local api = {}
 
@@ -102,6 +103,7 @@ local function create_call(req, ctx)
     fails = no_number or world.fails(p.phone_number),
     cancels = world.cancels(p.phone_number),
   }
+  webhooks.track(record)
   return envelope.success(ctx, 201, call_view.present(record, ctx.cfg, record.created_at, req.recording_base))
 end
 

@@ -83,11 +83,11 @@ for shape, middle in pairs(SHAPE_FIELDS) do
   end
 end
 
--- The call object of the API. Timestamps of events lie on the call's own emulated timeline:
--- started_at = created_at + 5 s, whatever the clock speed, so durations add up.
+-- The call object of the API, as it stands at emulated age s.age (s: calls.state's table).
+-- Timestamps of events lie on the call's own emulated timeline: started_at = created_at + 5 s,
+-- whatever the clock speed, so durations add up.
 -- recording_base: "http://host:port" for recording_url and transcript_url.
-function call_view.present(record, cfg, now, recording_base)
-  local s = calls.state(record, cfg, now)
+function call_view.present_state(record, cfg, s, recording_base)
   local age = s.age
   local v = cfg.variant
   local function at(offset) return offset and call_view.time(record.created_at + offset, cfg) or json.null end
@@ -124,6 +124,23 @@ function call_view.present(record, cfg, now, recording_base)
     obj.from_number, obj.to_number = from, record.to_number
   end
   return json.ordered(ORDERS[v.call_shape .. ":" .. v.end_time_key], obj)
+end
+
+-- The call object as it stands now (wall time `now`).
+function call_view.present(record, cfg, now, recording_base)
+  return call_view.present_state(record, cfg, calls.state(record, cfg, now), recording_base)
+end
+
+-- The call object as it stood at emulated `age` (seconds after its creation).
+function call_view.present_at(record, cfg, age, recording_base)
+  local s = lifecycle.at(record, age)
+  s.age = age
+  return call_view.present_state(record, cfg, s, recording_base)
+end
+
+-- What the call costs once over (credits), whatever call_extras says; nil while it runs.
+function call_view.cost(record, age)
+  return cost(lifecycle.at(record, age))
 end
 
 return call_view

@@ -3,7 +3,8 @@
 --
 --   GET    /__emulator/health             liveness, and which instance answers
 --   POST   /__emulator/reset              forget calls, idempotency records, rate windows,
---                                         journal, faults; config back to defaults
+--                                         journal, faults, holds (released), webhook endpoint,
+--                                         deliveries and sink; config back to defaults
 --   GET    /__emulator/config             the effective config
 --   POST   /__emulator/config             change rate_limit, rate_window, clock_speed, variant
 --   POST   /__emulator/clock/advance      {"seconds": n}: age every call by n emulated seconds
@@ -16,6 +17,14 @@
 --   POST   /__emulator/held/release       {"fault_id"?, "seq"?, "count"?}: let them go on
 --   GET    /__emulator/fixtures           the seeded organizations (with keys) and agents
 --   GET    /__emulator/variants           the variant keys with their values, and the presets
+--   GET|POST|DELETE /__emulator/webhook    the webhook endpoint {url, secret, ...} (see webhooks.lua)
+--   GET|POST|DELETE /__emulator/webhook/faults  delivery faults: duplicate, out_of_order
+--   GET    /__emulator/deliveries[?since=n]  webhook delivery attempts, oldest first
+--   DELETE /__emulator/deliveries         clear them
+--   POST   /__emulator/sink               a test webhook receiver: records body and headers
+--   GET    /__emulator/sink[?since=n]     what it received; DELETE clears it
+--   POST   /__emulator/sink/fail          {"count", "status", "delay"}: answer so, the next times
+--   POST   /__emulator/hmac-sha256        {"key_hex", "data_hex"}: the signer's HMAC, for its spec
 --   POST   /__emulator/calls/<id>/cancel  end a call that is not over yet as cancelled, now
 --   GET    /__emulator/recordings/<id>.wav  the "recording" of an ended call (1 s of silence)
 --   GET    /__emulator/transcripts/<id>.json  the transcript of an ended call (transcript_url)
@@ -29,12 +38,16 @@ local calls = require "truedy_emulator.calls"
 local call_view = require "truedy_emulator.call_view"
 local world = require "truedy_emulator.world"
 local hold = require "truedy_emulator.hold"
+local webhooks = require "truedy_emulator.webhooks"
+local sink = require "truedy_emulator.sink"
+local hmac = require "truedy_emulator.hmac"
 
 local control = {}
 
 local PREFIX = "/__emulator"
 -- (Flushing truedy_holds releases every held request.)
-local DICTS = { "truedy_state", "truedy_calls", "truedy_idempotency", "truedy_journal", "truedy_holds" }
+local DICTS = { "truedy_state", "truedy_calls", "truedy_idempotency", "truedy_journal", "truedy_holds",
+  "truedy_webhooks" }
 
 local function reply(status, doc, content_type)
   ngx.status = status
@@ -141,6 +154,99 @@ end
 
 handlers["GET /variants"] = function()
   return ok(config.variants_public())
+end
+
+local function since_arg()
+  local since = ngx.var.arg_since
+  if since and not since:find("^%d+$") then return nil, "since must be an integer" end
+  return tonumber(since) or 0
+end
+
+handlers["GET /webhook"] = function()
+  return ok(webhooks.endpoint_public())
+end
+
+handlers["POST /webhook"] = function()
+  local doc, err = read_json()
+  if not doc then return fail(400, "bad_request", err) end
+  local e
+  e, err = webhooks.set_endpoint(doc)
+  if not e then return fail(400, "bad_request", err) end
+  return ok(e)
+end
+
+handlers["DELETE /webhook"] = function()
+  webhooks.clear_endpoint()
+  return ok(json.ordered({ "cleared" }, { cleared = true }))
+end
+
+handlers["GET /webhook/faults"] = function()
+  return ok(webhooks.list_faults())
+end
+
+handlers["POST /webhook/faults"] = function()
+  local doc, err = read_json()
+  if not doc then return fail(400, "bad_request", err) end
+  local f
+  f, err = webhooks.add_fault(doc)
+  if not f then return fail(400, "bad_request", err) end
+  return ok(f, 201)
+end
+
+handlers["DELETE /webhook/faults"] = function()
+  webhooks.clear_faults()
+  return ok(json.ordered({ "cleared" }, { cleared = true }))
+end
+
+handlers["GET /deliveries"] = function()
+  local since, err = since_arg()
+  if not since then return fail(400, "bad_request", err) end
+  return ok(webhooks.deliveries(since))
+end
+
+handlers["DELETE /deliveries"] = function()
+  webhooks.clear_deliveries()
+  return ok(json.ordered({ "cleared" }, { cleared = true }))
+end
+
+handlers["POST /sink"] = function()
+  local status = sink.receive()
+  return reply(status, json.ordered({ "data" }, { data = json.ordered({ "received" }, { received = true }) }))
+end
+
+handlers["GET /sink"] = function()
+  local since, err = since_arg()
+  if not since then return fail(400, "bad_request", err) end
+  return ok(sink.list(since))
+end
+
+handlers["DELETE /sink"] = function()
+  sink.clear()
+  return ok(json.ordered({ "cleared" }, { cleared = true }))
+end
+
+handlers["POST /sink/fail"] = function()
+  local doc, err = read_json()
+  if not doc then return fail(400, "bad_request", err) end
+  local plan
+  plan, err = sink.fail(doc)
+  if not plan then return fail(400, "bad_request", err) end
+  return ok(plan)
+end
+
+local function from_hex(s)
+  if type(s) ~= "string" or #s % 2 ~= 0 or s:find("[^%x]") then return nil end
+  return (s:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+handlers["POST /hmac-sha256"] = function()
+  local doc, err = read_json()
+  if not doc then return fail(400, "bad_request", err) end
+  local key, data = json.is_object(doc) and from_hex(doc.key_hex), json.is_object(doc) and from_hex(doc.data_hex)
+  if not key or not data then
+    return fail(400, "bad_request", 'expected {"key_hex": "...", "data_hex": "..."} (even-length hex strings)')
+  end
+  return ok(json.ordered({ "hmac_sha256" }, { hmac_sha256 = hmac.sha256_hex(key, data) }))
 end
 
 handlers["GET /held"] = function()

@@ -20,10 +20,11 @@ local journal = require "truedy_emulator.journal"
 local faults = require "truedy_emulator.faults"
 local idempotency = require "truedy_emulator.idempotency"
 local hold = require "truedy_emulator.hold"
+local webhooks = require "truedy_emulator.webhooks"
 
 local server = {}
 
--- Set by init() from the rendered nginx.conf: { instance = token, dir = state dir }
+-- Set by init() from the rendered nginx.conf: { instance = token, dir = state dir, port = n }
 server.options = {}
 
 function server.init(options)
@@ -37,6 +38,7 @@ function server.init_worker()
   -- On a fresh start no config is stored yet: store the defaults. (Two workers racing here
   -- store the same defaults; after a reload the shared dicts, config included, are kept.)
   if not ngx.shared.truedy_state:get("config") then config.reset() end
+  webhooks.start("http://127.0.0.1:" .. tostring(server.options.port))
 end
 
 ---------------------------------------------------------------------------------------------------
