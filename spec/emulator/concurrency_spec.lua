@@ -127,6 +127,79 @@ describe("emulator with several workers", function()
     assert.is_true(distinct >= 2, "requests were served by " .. distinct .. " worker(s)")
   end)
 
+  it("holds exactly `count` of many concurrent requests across workers, and releases them all", function()
+    local count, total = 20, 60
+    local f = emu.fault { method = "GET", path = "/calls", type = "hold", count = count }
+    local requests = {}
+    for i = 1, total do requests[i] = { method = "GET", path = "/calls" } end
+    local wait = emu.blast_start(requests, { processes = 6, per_process = 10 })
+    -- every request reached the server: `count` of them held, the others answered
+    local journal = emu.eventually(function()
+      local j = emu.journal()
+      local answered = 0
+      for _, e in ipairs(j) do
+        if e.status == 200 then answered = answered + 1 end
+      end
+      return #j == total and answered == total - count and j
+    end, 20, 0.05)
+    assert.is_table(journal, "the requests did not all reach the server")
+    local held = emu.held()
+    assert.are.equal(count, #held)
+    local workers = {}
+    for _, e in ipairs(journal) do
+      if e.status == emu.null then assert.are.same({ "hold", f.id, "holding" }, { e.fault, e.fault_id, e.held }) end
+      workers[e.worker] = true
+    end
+    local distinct = 0
+    for _ in pairs(workers) do distinct = distinct + 1 end
+    assert.is_true(distinct >= 2, "requests were served by " .. distinct .. " worker(s)")
+    assert.are.equal(0, emu.control("GET", "/faults").data[1].remaining)
+
+    assert.are.equal(count, #emu.release())
+    assert.are.same({ [200] = total }, emu.count_status(wait()))
+    local released = 0
+    for _, e in ipairs(emu.journal()) do
+      if e.held == "released" then released = released + 1 end
+    end
+    assert.are.equal(count, released)
+  end)
+
+  it("sends each webhook event once and in order, whichever workers tick", function()
+    local calls_n = 30
+    emu.config { clock_speed = 0 }
+    emu.control("POST", "/webhook", { url = emu.url .. "/__emulator/sink", secret = "whsec_x", retry_base = 0.02 })
+    assert.are.same({ [201] = calls_n }, emu.count_status(parallel(calls_n, "POST", "/calls", emu.call_body())))
+    emu.advance(40)
+    local want = calls_n * 4
+    local got = emu.eventually(function()
+      local s = emu.control("GET", "/sink").data
+      return #s >= want and s
+    end, 30, 0.05)
+    assert.is_table(got, "not every event arrived")
+    -- a sentinel: anything sent twice would have come before its events
+    local sentinel = emu.create_call({ phone_number = emu.failing_to }).id
+    emu.advance(5)
+    local all = emu.eventually(function()
+      local s = emu.control("GET", "/sink").data
+      return #s >= want + 2 and s
+    end, 30, 0.05)
+    assert.is_table(all, "the sentinel's events did not arrive")
+    assert.are.equal(want + 2, #all)
+    assert.are.equal(sentinel, emu.json.decode(all[want + 2].body).data.id)
+    local seen, per_call, last_time = {}, {}, ""
+    local order = { ["call.started"] = 1, ["call.joined"] = 2, ["call.ended"] = 3, ["call.billed"] = 4 }
+    for i = 1, want do
+      local body = emu.json.decode(all[i].body)
+      assert.is_nil(seen[body.id], "event " .. body.id .. " delivered twice")
+      seen[body.id] = true
+      local previous = per_call[body.data.id] or 0
+      assert.are.equal(previous + 1, order[body.event], "events of one call in order")
+      per_call[body.data.id] = order[body.event]
+      assert.is_true(body.timestamp >= last_time, "events in the order they happened")
+      last_time = body.timestamp
+    end
+  end)
+
   it("applies every one of many concurrent clock advances", function()
     emu.config { clock_speed = 0 } -- emulated time moves only by the advances
     local function emulated_seconds()

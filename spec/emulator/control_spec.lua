@@ -30,8 +30,11 @@ describe("emulator control surface", function()
       assert.are.same({}, emu.control("GET", "/faults").data)
       local cfg = emu.control("GET", "/config").data
       assert.are.same({ 100, 60, 1 }, { cfg.rate_limit, cfg.rate_window, cfg.clock_speed })
-      assert.are.same({ meta_time_key = "ts", call_shape = "to_from", error_meta = "meta", request_id_style = "req" },
-        cfg.variant)
+      local defaults = {}
+      for name, values in pairs(emu.control("GET", "/variants").data.variants) do defaults[name] = values[1] end
+      assert.are.same(defaults, cfg.variant)
+      assert.are.same({ "ts", "numbers", "meta", "req" },
+        { cfg.variant.meta_time_key, cfg.variant.call_shape, cfg.variant.error_meta, cfg.variant.request_id_style })
       assert.are.same({}, emu.list_calls())
       -- the same key creates a new call: the record is gone
       local again = emu.create_call({}, { headers = { ["x-idempotency-key"] = "k" } })

@@ -8,6 +8,7 @@ describe("emulator fixtures", function()
     assert.is_table(fixtures.organizations)
     assert.is_table(fixtures.agents)
     assert.is_string(fixtures.failing_prefix)
+    assert.is_string(fixtures.cancelling_prefix)
   end)
 
   it("seed two organizations whose keys look like real keys", function()
@@ -53,6 +54,7 @@ describe("emulator fixtures", function()
       assert.are.same(a.outbound_numbers, served.agents[i].outbound_numbers)
     end
     assert.are.equal(fixtures.failing_prefix, served.failing_prefix)
+    assert.are.equal(fixtures.cancelling_prefix, served.cancelling_prefix)
   end)
 
   it("are the ones the README lists", function()
@@ -67,5 +69,6 @@ describe("emulator fixtures", function()
       end
     end
     assert.is_truthy(readme:find("`" .. fixtures.failing_prefix .. "`", 1, true))
+    assert.is_truthy(readme:find("`" .. fixtures.cancelling_prefix .. "`", 1, true))
   end)
 end)

@@ -11,9 +11,11 @@ local envelope = require "truedy_emulator.envelope"
 local validate = require "truedy_emulator.validate"
 local world = require "truedy_emulator.world"
 local calls = require "truedy_emulator.calls"
+local call_view = require "truedy_emulator.call_view"
 local ratelimit = require "truedy_emulator.ratelimit"
 local idempotency = require "truedy_emulator.idempotency"
 local faults = require "truedy_emulator.faults"
+local webhooks = require "truedy_emulator.webhooks"
 
 local api = {}
 
@@ -75,14 +77,17 @@ local function create_call(req, ctx)
     return validation_error(ctx, "agent_id", "Agent is not active (status: " .. agent.status .. ")")
   end
 
-  local from = p.from_number
+  local from, no_number = p.from_number, false
   if from then
     if not contains(agent.outbound_numbers, from) then
       return validation_error(ctx, "from_number", "Not an outbound number of agent " .. agent.id)
     end
   elseif #agent.outbound_numbers == 0 then
-    return envelope.error(ctx, 422, "no_phone_number_configured",
-      "Agent " .. agent.id .. " has no outbound phone number configured")
+    if ctx.cfg.variant.no_number == "error_422" then
+      return envelope.error(ctx, 422, "no_phone_number_configured",
+        "Agent " .. agent.id .. " has no outbound phone number configured")
+    end
+    no_number = true -- the other documented behaviour: accepted, then the call fails
   else
     from = pick_number(agent)
   end
@@ -95,9 +100,11 @@ local function create_call(req, ctx)
     to_number = p.phone_number,
     settings = p.settings,
     variables = p.variables,
-    fails = world.fails(p.phone_number),
+    fails = no_number or world.fails(p.phone_number),
+    cancels = world.cancels(p.phone_number),
   }
-  return envelope.success(ctx, 201, calls.present(record, ctx.cfg, record.created_at, req.recording_base))
+  webhooks.track(record)
+  return envelope.success(ctx, 201, call_view.present(record, ctx.cfg, record.created_at, req.recording_base))
 end
 
 -- Runs an endpoint's handler, unless a fault with when = "inside" takes the request here (only
@@ -106,9 +113,10 @@ local function run_handler(req, ctx, handler, id)
   local f = req.may_take_inside and faults.take(req.method, api.relative_path(req.path), true)
   if not f then return handler(req, ctx, id) end
   req.inside_fault = f -- for the journal
-  -- A keyed POST /calls holds its idempotency lock meanwhile: make it outlast the fault's sleep.
+  -- A keyed POST /calls holds its idempotency lock meanwhile: make it outlast the fault's sleep
+  -- (or a hold's cap).
   if f.seconds > 0 then idempotency.extend(f.seconds) end
-  return faults.act_inside(f, ctx, function() return handler(req, ctx, id) end)
+  return faults.act_inside(f, ctx, req, function() return handler(req, ctx, id) end)
 end
 
 local function create_call_idempotent(req, ctx)
@@ -128,7 +136,7 @@ end
 local function get_call(req, ctx, id)
   local record = calls.get(req.auth.org, id)
   if not record then return envelope.error(ctx, 404, "not_found", "Call not found: " .. id) end
-  return envelope.success(ctx, 200, calls.present(record, ctx.cfg, ctx.now, req.recording_base))
+  return envelope.success(ctx, 200, call_view.present(record, ctx.cfg, ctx.now, req.recording_base))
 end
 
 -- One value of a query parameter: the last one when repeated, "" for a bare `?limit`.
@@ -148,7 +156,7 @@ local function integer_arg(args, name, default, min, max)
 end
 
 local function list_calls(req, ctx)
-  local limit = integer_arg(req.args, "limit", 50, 1, 100)
+  local limit = integer_arg(req.args, "limit", ctx.cfg.variant.default_limit, 1, 100)
   if not limit then return validation_error(ctx, "limit", "Must be an integer between 1 and 100") end
   local offset = integer_arg(req.args, "offset", 0, 0, nil)
   if not offset then return validation_error(ctx, "offset", "Must be an integer >= 0") end
@@ -166,19 +174,20 @@ local function list_calls(req, ctx)
       if want_status or want_agent then
         record = calls.get(req.auth.org, id)
         if not record then return end
-        if want_status and calls.state(record, ctx.cfg, ctx.now).status ~= want_status then return end
+        if want_status
+          and call_view.status(calls.state(record, ctx.cfg, ctx.now).status, ctx.cfg.variant) ~= want_status then
+          return
+        end
         if want_agent and record.agent_id ~= want_agent then return end
       end
       total = total + 1
       if total > offset and #page < limit then
         record = record or calls.get(req.auth.org, id)
-        if record then page[#page + 1] = calls.present(record, ctx.cfg, ctx.now, req.recording_base) end
+        if record then page[#page + 1] = call_view.present(record, ctx.cfg, ctx.now, req.recording_base) end
       end
     end)
   end
-  local pagination = json.ordered({ "total", "limit", "offset", "has_more" },
-    { total = total, limit = limit, offset = offset, has_more = offset + #page < total })
-  return envelope.success(ctx, 200, page, pagination)
+  return envelope.list(ctx, page, { total = total, limit = limit, offset = offset })
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -192,9 +201,9 @@ local ROUTES = {
   { pattern = "^/calls/([^/]+)$", allow = "GET", methods = { GET = get_call } },
 }
 
--- req: { method, path, args, body, auth (world.authenticate), idempotency_key, recording_base,
---        may_take_inside (no fault took the request on arrival) }; sets req.inside_fault when a
---        fault with when = "inside" took it.
+-- req: { seq (journal entry), method, path, args, body, auth (world.authenticate), idempotency_key,
+--        recording_base, may_take_inside (no fault took the request on arrival) }; sets
+--        req.inside_fault when a fault with when = "inside" took it (and req.held for a hold).
 -- ctx: envelope.context(cfg). Returns a response table.
 function api.process(req, ctx)
   local rel = api.relative_path(req.path)
@@ -221,15 +230,21 @@ function api.process(req, ctx)
     return envelope.error(ctx, 401, "unauthorized", "Invalid or missing API key")
   end
 
-  local allowed, limit, reset_at = ratelimit.hit(req.auth.api_key, ctx.cfg, ctx.now)
-  if not allowed then
-    return envelope.error(ctx, 429, "rate_limit_exceeded", "Rate limit exceeded",
-      json.ordered({ "limit", "reset_at" }, { limit = limit, reset_at = reset_at }))
+  local rate = ratelimit.hit(req.auth.api_key, ctx.cfg, ctx.now)
+  local res
+  if rate and not rate.allowed then
+    res = envelope.error(ctx, 429, "rate_limit_exceeded", "Rate limit exceeded",
+      json.ordered({ "limit", "reset_at" }, { limit = rate.limit, reset_at = call_view.time(rate.reset, ctx.cfg) }))
+  elseif route.wrapped and route.wrapped[req.method] then
+    -- captures[1] is the call id for /calls/{id}; handlers without a parameter ignore it
+    res = handler(req, ctx, captures[1])
+  else
+    res = run_handler(req, ctx, handler, captures[1])
   end
-
-  -- captures[1] is the call id for /calls/{id}; handlers without a parameter ignore it
-  if route.wrapped and route.wrapped[req.method] then return handler(req, ctx, captures[1]) end
-  return run_handler(req, ctx, handler, captures[1])
+  if rate and ctx.cfg.variant.rate_limit_headers == "x_ratelimit" then
+    for name, value in pairs(ratelimit.headers(rate, ctx.now)) do res.headers[name] = value end
+  end
+  return res
 end
 
 return api

@@ -1,4 +1,4 @@
--- The call store and the call object the API shows.
+-- The call store (the call object the API shows is call_view.lua's).
 --
 -- Shared dict `truedy_calls`:
 --   call:<id>            the call record (JSON), see calls.create
@@ -23,7 +23,8 @@ local function render(template, variables)
 end
 
 -- Stores a new call and returns its record.
--- p: { org, agent, to_number, from_number, settings, variables } (validated by the caller).
+-- p: { cfg, org, agent, to_number, from_number (nil: none), settings, variables, fails, cancels }
+-- (validated by the caller).
 function calls.create(p)
   local dict = calls_dict()
   local now = util.now()
@@ -39,6 +40,8 @@ function calls.create(p)
     transcription_enabled = p.settings.transcription_enabled,
     talk_seconds = lifecycle.talk_seconds(p.settings.max_duration),
     fails = p.fails,
+    cancels = p.cancels,
+    variables = p.variables,
     greeting = render(p.settings.greeting or p.agent.greeting or "Hello.", p.variables),
   }
   -- Ids are random; `add` fails if one is already taken, so two workers can never hand out the
@@ -83,69 +86,25 @@ function calls.each_id_newest_first(org, fn)
   end
 end
 
-local function transcript(record, s)
-  local base = record.created_at + s.started
-  local lines = {
-    { "agent", record.greeting },
-    { "customer", "Hi, yes, speaking." },
-    { "agent", "Great, thank you for your time. Goodbye!" },
-  }
-  local out = json.array()
-  for i, line in ipairs(lines) do
-    -- spread over the conversation, never past its end
-    local at = base + math.min((i - 1) * 3, record.talk_seconds)
-    out[i] = json.ordered({ "speaker", "text", "timestamp" },
-      { speaker = line[1], text = line[2], timestamp = util.iso8601(at) })
-  end
-  return out
-end
-
-local CALL_FIELDS = {
-  to_from = { "id", "agent_id", "status", "from_number", "to_number", "direction", "created_at", "updated_at",
-    "started_at", "ended_at", "duration_seconds", "recording_url", "transcript" },
-  phone_number = { "id", "agent_id", "phone_number", "direction", "status", "created_at", "updated_at",
-    "started_at", "ended_at", "duration_seconds", "recording_url", "transcript" },
-}
-
--- The status the call has now, on the emulated clock.
+-- Where the call stands now, on the emulated clock: lifecycle.at's table, plus `age`.
 function calls.state(record, cfg, now)
   local age = config.emulated_now(cfg, now) - record.created_emulated
-  return lifecycle.at(record, age)
+  local s = lifecycle.at(record, age)
+  s.age = age
+  return s
 end
 
--- The call object of the API. Timestamps of events lie on the call's own emulated timeline:
--- started_at = created_at + 5 s, whatever the clock speed, so durations add up.
--- recording_base: "http://host:port" for recording_url.
-function calls.present(record, cfg, now, recording_base)
+-- Cancels call `id` (any organization's) now, on the emulated clock. Returns the record, or nil
+-- and "not_found" | "over" (it had ended already: nothing to cancel).
+function calls.cancel(id, cfg, now)
+  local record = calls.get_any(id)
+  if not record then return nil, "not_found" end
   local s = calls.state(record, cfg, now)
-  local function at(offset) return offset and util.iso8601(record.created_at + offset) or json.null end
-  local ended_normally = s.status == "ended"
-  local obj = {
-    id = record.id,
-    agent_id = record.agent_id,
-    status = s.status,
-    direction = "outbound",
-    created_at = util.iso8601(record.created_at),
-    updated_at = at(s.updated),
-    started_at = at(s.started),
-    ended_at = at(s.ended),
-    duration_seconds = s.ended and (s.started and s.ended - s.started or 0) or json.null,
-    recording_url = json.null,
-    transcript = json.null,
-  }
-  if ended_normally and record.recording_enabled then
-    obj.recording_url = recording_base .. "/__emulator/recordings/" .. record.id .. ".wav"
-  end
-  if ended_normally and record.transcription_enabled then
-    obj.transcript = transcript(record, s)
-  end
-  if cfg.variant.call_shape == "phone_number" then
-    obj.phone_number = record.to_number
-  else
-    obj.from_number = record.from_number
-    obj.to_number = record.to_number
-  end
-  return json.ordered(CALL_FIELDS[cfg.variant.call_shape] or CALL_FIELDS.to_from, obj)
+  if lifecycle.is_terminal(s.status) then return nil, "over", s.status end
+  record.cancel_at = config.emulated_now(cfg, now) - record.created_emulated
+  local ok, err = calls_dict():set("call:" .. id, json.encode(record))
+  if not ok then error("cannot store call: " .. tostring(err)) end
+  return record
 end
 
 return calls

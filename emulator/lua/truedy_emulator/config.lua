@@ -7,7 +7,7 @@
 --   rate_limit   requests per window per API key (0 disables the limit)
 --   rate_window  window length in seconds; windows are aligned to the epoch
 --   clock_speed  how many emulated seconds pass per wall-clock second (0 freezes calls)
---   variant      which documented alternative of the API to serve (see VARIANTS)
+--   variant      which documented alternative of the API to serve (see VARIANTS, PRESETS)
 --   clock        the anchor of the emulated clock: { real = wall time, emulated = emulated time }
 --                at the last change of speed; emulated_now() extrapolates from it.
 
@@ -23,21 +23,47 @@ local LOCK_STEP = 0.001   -- seconds between attempts to take the lock
 local LOCK_TRIES = 3000   -- attempts before a change gives up (about 3 s or more)
 
 -- Documented alternatives; the first value of each is the default (the consistent variant).
+-- Each one is a place where the Truedy docs contradict themselves (see truedy-api.md).
 config.VARIANTS = {
   meta_time_key = { "ts", "timestamp" },            -- meta.ts or meta.timestamp
-  call_shape = { "to_from", "phone_number" },       -- from_number/to_number, or phone_number only
+  call_shape = { "numbers", "phone_number", "to_from" }, -- from_number/to_number, phone_number, to/from
   error_meta = { "meta", "inside_error" },          -- request_id/ts in meta, or inside error
   request_id_style = { "req", "uuid" },             -- req_<hex> or a bare UUID
+  status_spelling = { "hyphen", "underscore" },     -- in-progress/ended, or in_progress/completed
+  cancelled_spelling = { "cancelled", "canceled" }, -- the status of a cancelled call
+  end_time_key = { "ended_at", "completed_at" },    -- the call's end time field
+  call_extras = { "none", "all" },                  -- + transcript_url, summary, cost_credits, metadata
+  transcript_style = { "iso", "offsets" },          -- agent/customer + ISO time, or agent/contact + seconds
+  transcript_timing = { "immediate", "delayed" },   -- ready when the call ends, or null for 10 s more
+  time_precision = { "microseconds", "seconds" },   -- ...T10:22:00.123456Z or ...T10:22:00Z
+  pagination = { "object", "meta_count", "meta_fields" }, -- where a list says how many there are
+  default_limit = { 50, 20 },                       -- GET /calls without ?limit
+  no_number = { "error_422", "failed_call" },       -- agent without outbound number: a 422, or a call that fails
+  rate_limit_headers = { "none", "x_ratelimit" },   -- + X-RateLimit-Limit/Remaining/Reset, Retry-After on 429
+  error_details = { "omitted", "empty" },           -- an error without details: no key, or "details": {}
 }
-local VARIANT_ORDER = { "meta_time_key", "call_shape", "error_meta", "request_id_style" }
+local VARIANT_ORDER = { "meta_time_key", "call_shape", "error_meta", "request_id_style", "status_spelling",
+  "cancelled_spelling", "end_time_key", "call_extras", "transcript_style", "transcript_timing", "time_precision",
+  "pagination", "default_limit", "no_number", "rate_limit_headers", "error_details" }
+config.VARIANT_ORDER = VARIANT_ORDER
+
+-- Named sets of variants: "default" sets every one to its default, "alternate" every one to its
+-- second value (a documented alternative of everything at once).
+config.PRESETS = { "default", "alternate" }
+local function preset(name)
+  local variant = {}
+  for key, values in pairs(config.VARIANTS) do
+    variant[key] = name == "alternate" and values[2] or values[1]
+  end
+  return variant
+end
 
 local function dict()
   return ngx.shared.truedy_state
 end
 
 local function defaults(now)
-  local variant = {}
-  for name, values in pairs(config.VARIANTS) do variant[name] = values[1] end
+  local variant = preset("default")
   return {
     rate_limit = 100,
     rate_window = 60,
@@ -68,6 +94,10 @@ local function load(copy)
   if text == cached_text and not copy then return cached_cfg end
   local cfg = json.decode(text)
   if not cfg then return config.reset() end
+  -- A config stored by an older emulator (kept across a reload) lacks the newer variants.
+  for name, values in pairs(config.VARIANTS) do
+    if cfg.variant[name] == nil then cfg.variant[name] = values[1] end
+  end
   if not copy then cached_text, cached_cfg = text, cfg end
   return cfg
 end
@@ -104,15 +134,22 @@ local function apply(cfg, changes)
       local now = util.now()
       cfg.clock = { real = now, emulated = config.emulated_now(cfg, now) }
       cfg.clock_speed = v
+    elseif k == "variant" and type(v) == "string" then
+      local known = false
+      for _, name in ipairs(config.PRESETS) do known = known or name == v end
+      if not known then return nil, "variant must be an object, or one of: " .. table.concat(config.PRESETS, ", ") end
+      cfg.variant = preset(v)
     elseif k == "variant" then
-      if not json.is_object(v) then return nil, "variant must be an object" end
+      if not json.is_object(v) then return nil, "variant must be an object, or a preset name" end
       for name, value in pairs(v) do
         local allowed = config.VARIANTS[name]
         if not allowed then return nil, "unknown variant: " .. tostring(name) end
         local ok = false
         for _, a in ipairs(allowed) do ok = ok or a == value end
         if not ok then
-          return nil, "variant." .. name .. " must be one of: " .. table.concat(allowed, ", ")
+          local shown = {}
+          for i, a in ipairs(allowed) do shown[i] = json.encode(a) end
+          return nil, "variant." .. name .. " must be one of: " .. table.concat(shown, ", ")
         end
         cfg.variant[name] = value
       end
@@ -158,6 +195,14 @@ function config.advance_clock(seconds)
     cfg.clock.emulated = cfg.clock.emulated + seconds
     return cfg
   end)
+end
+
+-- The variants and presets as the control surface shows them: each key with its values, the
+-- default first.
+function config.variants_public()
+  local keys = json.ordered(VARIANT_ORDER, {})
+  for name, values in pairs(config.VARIANTS) do keys[name] = json.array(util.copy(values)) end
+  return json.ordered({ "variants", "presets" }, { variants = keys, presets = json.array(util.copy(config.PRESETS)) })
 end
 
 -- The configuration as the control surface shows it.

@@ -37,4 +37,6 @@ return {
   -- Every destination number starting with this prefix ends `failed` instead of `ended`
   -- (no recording, no transcript). +1 555 000 xxxx is never a real subscriber line.
   failing_prefix = "+1555000",
+  -- ... and every one starting with this prefix ends `cancelled` (at 5 s, never answered).
+  cancelling_prefix = "+1555001",
 }

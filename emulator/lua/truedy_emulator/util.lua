@@ -32,9 +32,11 @@ function util.now()
   return ngx.now()
 end
 
--- ISO 8601 in UTC with microseconds and a `Z`, e.g. 2026-03-03T20:30:21.310278Z.
-function util.iso8601(t)
+-- ISO 8601 in UTC with microseconds and a `Z`, e.g. 2026-03-03T20:30:21.310278Z; with
+-- `whole_seconds`, truncated to the second: 2026-03-03T20:30:21Z.
+function util.iso8601(t, whole_seconds)
   local sec = floor(t)
+  if whole_seconds then return os.date("!%Y-%m-%dT%H:%M:%SZ", sec) end
   local usec = floor((t - sec) * 1e6 + 0.5)
   if usec >= 1000000 then sec, usec = sec + 1, usec - 1000000 end
   return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. format(".%06dZ", usec)
@@ -68,6 +70,17 @@ function util.seed_random()
   end
   if not seed then seed = floor(util.now() * 1e6) + (ngx and ngx.worker.pid() or 0) end
   math.randomseed(seed)
+end
+
+-- A random token naming the current request, the same wherever it is asked for during the request.
+-- (Not nginx's $request_id: read from Lua without the config naming it, it is new at each read.)
+function util.request_token()
+  local token = ngx.ctx.truedy_request_token
+  if not token then
+    token = util.random_hex(24)
+    ngx.ctx.truedy_request_token = token
+  end
+  return token
 end
 
 -- Copies a table one level deep.

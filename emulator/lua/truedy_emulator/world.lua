@@ -29,6 +29,7 @@ local function index()
     agent_by_id[agent.id] = agent
   end
   assert(type(fixtures.failing_prefix) == "string", "fixtures: failing_prefix missing")
+  assert(type(fixtures.cancelling_prefix) == "string", "fixtures: cancelling_prefix missing")
 end
 index()
 
@@ -41,6 +42,10 @@ end
 
 function world.fails(to_number)
   return to_number:sub(1, #fixtures.failing_prefix) == fixtures.failing_prefix
+end
+
+function world.cancels(to_number)
+  return to_number:sub(1, #fixtures.cancelling_prefix) == fixtures.cancelling_prefix
 end
 
 -- Classifies an Authorization header value (a string, a table when the header is repeated, or
