@@ -137,24 +137,25 @@ local function env(name)
   return v
 end
 
--- The first table level where a value cannot cross (a function, userdata but the JSON null, a
--- coroutine), or where tables nest deeper than lua-nginx-module copies (a table containing
--- itself, say). Returns path, what.
-local function uncrossable(value, path, depth)
+-- A copy of `value` that crosses to a thread VM, for when the plain one did not: a function,
+-- coroutine or userdata (but the JSON null) becomes a marker that truedy.resty.thread turns
+-- back into a stand-in of the same type, and tables deeper than the plain module ever looks
+-- (it refuses 32 levels) are cut, a table that contains itself included. So the plain module
+-- sees the same thing wrong at the same place, and gives the same error.
+local UNCROSSABLE = "\0truedy.resty.uncrossable"
+local CUT_DEPTH = 40
+
+local function crossable(value, depth)
   local t = type(value)
-  if t == "function" or t == "thread" or (t == "userdata" and value ~= truedy.null) then
-    return path, "it is a " .. t
+  if t == "table" then
+    if depth > CUT_DEPTH then return {} end
+    local out = {}
+    for k, v in pairs(value) do out[crossable(k, depth + 1)] = crossable(v, depth + 1) end
+    return out
+  elseif t == "function" or t == "thread" or (t == "userdata" and value ~= truedy.null) then
+    return { [UNCROSSABLE] = t }
   end
-  if t ~= "table" then return nil end
-  if depth > 98 then return path, "it is nested more than 98 levels deep (a table that contains itself?)" end
-  for k, v in pairs(value) do
-    local key = type(k) == "number" and ("[" .. k .. "]") or tostring(k)
-    local sub = path == "" and key or (type(k) == "number" and path .. key or path .. "." .. key)
-    local p, what = uncrossable(k, sub, depth + 1)
-    if not p then p, what = uncrossable(v, sub, depth + 1) end
-    if p then return p, what end
-  end
-  return nil
+  return value
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -196,10 +197,11 @@ function Client:attempt(method, arg, call_options)
       .. " max_queue and lua_worker_thread_vm_pool_size"):format(in_flight(self), self.pool, self.max_pending), true)
   end
   local ok, tag, value
+  local marked = false
   for round = 1, VM_ROUNDS do
     started[self.pool] = (started[self.pool] or 0) + 1
     ok, tag, value = ngx.run_worker_thread(self.pool, THREAD_MODULE, "run", self.fingerprint, self.options,
-      method, arg, call_options, self.dict_name, finished_key(self.pool))
+      method, arg, call_options, self.dict_name, finished_key(self.pool), marked)
     if ok then break end
     -- tag is lua-nginx-module's message. Only a failed copy of the answer comes after the task
     -- ran; every other failure happens before anything is posted.
@@ -208,8 +210,14 @@ function Client:attempt(method, arg, call_options)
         .. " nginx's thread pool: " .. tag }
     end
     started[self.pool] = started[self.pool] - 1
-    if tag ~= "no available Lua vm" or round == VM_ROUNDS then break end
-    ngx.sleep(0.001)
+    if tag:find(" in the argument", 1, true) and not marked then
+      -- something that is not data: let the plain module say what, in the thread
+      arg, call_options, marked = crossable(arg, 1), crossable(call_options, 1), true
+    elseif tag ~= "no available Lua vm" or round == VM_ROUNDS then
+      break
+    else
+      ngx.sleep(0.001)
+    end
   end
   if not ok then
     if tag:find("^thread pool .* not found$") then
@@ -220,13 +228,6 @@ function Client:attempt(method, arg, call_options)
       return nil, config_error(("no Lua VM free for nginx's thread pool: lua_worker_thread_vm_pool_size must be"
         .. " at least max_pending (%d); on lua-nginx-module 0.10.23 this also shows when lua-resty-core cannot be"
         .. " loaded in a thread VM"):format(self.max_pending), true)
-    elseif tag:find(" in the argument", 1, true) then
-      local path, what = uncrossable(arg, "", 1)
-      if path and path ~= "" then
-        return nil, new_error { kind = "invalid_params", field = path,
-          message = "cannot be sent to nginx's thread pool (" .. what .. ")" }
-      end
-      return nil, new_error { kind = "invalid_params", message = "cannot be sent to nginx's thread pool: " .. tag }
     end
     return nil, config_error("ngx.run_worker_thread failed: " .. tag
       .. " (is truedy's lua/ directory in lua_package_path, and truedy.so in lua_package_cpath?)")

@@ -4,11 +4,12 @@
 -- One API key has one rate limit, whichever worker sends. So when one worker is told 429 with a
 -- reset time, every worker holds its new requests until then (ngx.sleep: the event loop goes
 -- on), instead of each finding out with a 429 of its own. An optional pace (`per_minute`)
--- spreads requests evenly over each clock minute, so a burst does not reach the limit at all.
+-- spaces requests evenly, so a burst does not reach the limit at all.
 --
 -- Keys in the dict (`scope` is an MD5 of the base URL and the key, never the key itself):
---   truedy:gate:<scope>          the time (ngx.now()) until which requests wait
---   truedy:pace:<scope>:<minute> requests started in that clock minute (expires after it)
+--   truedy:gate:<scope>       the time (ngx.now()) until which requests wait
+--   truedy:pace:<scope>       the time of the next free slot of the pace
+--   truedy:pace-lock:<scope>  taken while one request picks its slot
 -- Every wait is bounded by the caller's `max_wait` (the client's max_retry_wait): beyond it the
 -- caller gets the wait back at once, as the plain module does with a long 429 reset.
 
@@ -18,6 +19,8 @@ local gate = {}
 local MARGIN, SPREAD = 0.05, 0.1
 -- The gate can move while a request sleeps (another 429): look again at most this often.
 local MAX_ROUNDS = 8
+-- Tries to take the pace's lock, a millisecond apart.
+local LOCK_ROUNDS = 1000
 
 local function now()
   ngx.update_time()
@@ -60,25 +63,28 @@ local function wait_gate(dict, scope, max_wait, jitter)
   return left > 0 and left or nil
 end
 
--- Reserves this request's slot in the pace and sleeps until it. nil when done; else the
--- seconds to the first free slot when that is more than max_wait.
+-- Reserves this request's slot in the pace and sleeps until it: slots are 60 / per_minute
+-- seconds apart, each after the last one given out or now, whichever is later (no burst for
+-- slots left unused). nil when done; else the seconds to the next free slot when that is more
+-- than max_wait (no slot taken then).
 local function wait_pace(dict, scope, per_minute, max_wait)
-  local t = now()
+  local key, lock = "truedy:pace:" .. scope, "truedy:pace-lock:" .. scope
   local interval = 60 / per_minute
-  local minute = math.floor(t / 60)
-  -- the first minute with a free slot; each look takes a slot there (a slot not used is lost:
-  -- the pace errs on the slow side)
-  for m = minute, minute + math.floor(max_wait / 60) + 1 do
-    local n = dict:incr("truedy:pace:" .. scope .. ":" .. m, 1, 0, 120)
-    if not n then return nil end -- the dict refused (full): no pace rather than no calls
-    if n <= per_minute then
-      local left = m * 60 + (n - 1) * interval - t
+  for _ = 1, LOCK_ROUNDS do
+    -- the lock is held across no yield; it expires by itself should its holder die
+    if dict:add(lock, true, 1) then
+      local t = now()
+      local slot = math.max(dict:get(key) or 0, t)
+      local left = slot - t
+      if left <= max_wait then dict:set(key, slot + interval, left + interval + 60) end
+      dict:delete(lock)
       if left > max_wait then return left end
       if left > 0 then ngx.sleep(left) end
       return nil
     end
+    ngx.sleep(0.001)
   end
-  return (minute + math.floor(max_wait / 60) + 2) * 60 - t
+  return nil -- the lock stayed taken: no pace rather than no calls
 end
 
 -- Before each request: the pace (when per_minute is set), then the gate. Returns nil when the

@@ -58,7 +58,25 @@ local function too_deep_answer(res)
   }
 end
 
-local function attempt(fingerprint, options, method, arg, call_options)
+-- The stand-ins for what truedy.resty marked as unable to cross (see crossable there).
+local UNCROSSABLE = "\0truedy.resty.uncrossable"
+local STAND_INS = {
+  ["function"] = function() return function() end end,
+  thread = function() return coroutine.create(function() end) end,
+  userdata = function() return newproxy(false) end, -- luacheck: ignore 113 (LuaJIT's)
+}
+
+local function unmark(value)
+  if type(value) ~= "table" then return value end
+  local kind = value[UNCROSSABLE]
+  if kind then return STAND_INS[kind]() end
+  local out = {}
+  for k, v in pairs(value) do out[unmark(k)] = unmark(v) end
+  return out
+end
+
+local function attempt(fingerprint, options, method, arg, call_options, marked)
+  if marked then arg, call_options = unmark(arg), unmark(call_options) end
   local client, err = client_for(fingerprint, options)
   if not client then return "err", err end
   local res
@@ -84,8 +102,8 @@ end
 --   "ok", envelope | "err", error table | "raise", message (a programmer error to raise there)
 -- and, whatever happened, counts the task as finished in the shared dict, so the worker knows
 -- the queue has room again even when the request that posted it went away meanwhile.
-function thread.run(fingerprint, options, method, arg, call_options, dict_name, finished_key)
-  local ok, tag, value = pcall(attempt, fingerprint, options, method, arg, call_options)
+function thread.run(fingerprint, options, method, arg, call_options, dict_name, finished_key, marked)
+  local ok, tag, value = pcall(attempt, fingerprint, options, method, arg, call_options, marked)
   local dict = ngx.shared[dict_name]
   if dict then dict:incr(finished_key, 1, 0) end
   if not ok then return "raise", tostring(tag) end
