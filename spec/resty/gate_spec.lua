@@ -1,0 +1,74 @@
+-- truedy.resty's rate gate, shared by nginx workers through a lua_shared_dict: after one worker
+-- is told 429, no worker sends a POST /calls before the reset time the server gave.
+local app = require "spec.resty.app"
+local helper_epoch = require("spec.support.helper").epoch
+local emu = app.emu
+
+describe("truedy.resty's 429 gate", function()
+  local server
+
+  setup(function() server = app.start { workers = 2 } end)
+  teardown(function() if server then server:stop() end end)
+  before_each(emu.reset)
+
+  it("holds every worker's calls until reset_at after one worker's 429", function()
+    local WINDOW, LIMIT, BATCH = 6, 20, 12
+    emu.config { rate_limit = LIMIT, rate_window = WINDOW }
+    -- Windows are aligned to the epoch: start in one with at least 3 s left, so that the batch
+    -- below is sent while the gate is up (this wait is set-up, not an assertion).
+    local left = WINDOW - emu.now() % WINDOW
+    if left < 3 then emu.sleep(left + 0.05) end
+
+    -- Use up this window with the spec's own reads (not through nginx); the next read tells
+    -- the reset time.
+    local reset_at
+    for _ = 1, LIMIT + 1 do
+      local res = emu.api("GET", "/calls?limit=1")
+      if res.status == 429 then
+        reset_at = helper_epoch(res.json.error.details.reset_at)
+        break
+      end
+      assert.equal(200, res.status, res.body)
+    end
+    assert.is_number(reset_at, "the rate limit never answered 429")
+
+    -- One /dial meets the 429 in one worker, and waits there for the reset.
+    local first = server:background("POST", "/dial", { agent_id = emu.agent.id, phone_number = emu.to })
+    local seen = emu.eventually(function()
+      for _, e in ipairs(app.posts()) do
+        if e.status == 429 then return e end
+      end
+    end, 10)
+    assert.is_table(seen, "no POST /calls was answered 429")
+
+    -- Then a batch of /dials, each on its own connection, so both workers take some.
+    local batch = {}
+    for i = 1, BATCH do
+      batch[i] = { method = "POST", path = "/dial", body = { agent_id = emu.agent.id, phone_number = emu.to } }
+    end
+    local answers, sent = server:parallel(batch)
+    assert.is_true(sent < reset_at, "the batch went out after the reset: the machine was too slow to test")
+    local workers = {}
+    for _, a in ipairs(answers) do
+      assert.equal(201, a.status, a.body)
+      workers[a.worker] = true
+    end
+    assert.is_true(workers[0] and workers[1], "answers did not come from both workers")
+    local first_answer = first.wait()
+    assert.equal(201, first_answer.status, first_answer.body)
+
+    -- The journal: nothing after the 429 reached the server before the reset, and there was
+    -- only that one 429 (nobody else tried and failed).
+    local posts = app.posts()
+    assert.equal(BATCH + 2, #posts) -- the 429, its retry, the batch
+    local statuses = {}
+    for _, e in ipairs(posts) do
+      statuses[e.status] = (statuses[e.status] or 0) + 1
+      if e.seq > seen.seq then
+        assert.is_true(helper_epoch(e.ts) >= reset_at,
+          ("POST /calls #%d reached the server at %s, before the reset"):format(e.seq, e.ts))
+      end
+    end
+    assert.same({ [429] = 1, [201] = BATCH + 1 }, statuses)
+  end)
+end)
