@@ -127,6 +127,43 @@ describe("emulator with several workers", function()
     assert.is_true(distinct >= 2, "requests were served by " .. distinct .. " worker(s)")
   end)
 
+  it("holds exactly `count` of many concurrent requests across workers, and releases them all", function()
+    local count, total = 20, 60
+    local f = emu.fault { method = "GET", path = "/calls", type = "hold", count = count }
+    local requests = {}
+    for i = 1, total do requests[i] = { method = "GET", path = "/calls" } end
+    local wait = emu.blast_start(requests, { processes = 6, per_process = 10 })
+    -- every request reached the server: `count` of them held, the others answered
+    local journal = emu.eventually(function()
+      local j = emu.journal()
+      local answered = 0
+      for _, e in ipairs(j) do
+        if e.status == 200 then answered = answered + 1 end
+      end
+      return #j == total and answered == total - count and j
+    end, 20, 0.05)
+    assert.is_table(journal, "the requests did not all reach the server")
+    local held = emu.held()
+    assert.are.equal(count, #held)
+    local workers = {}
+    for _, e in ipairs(journal) do
+      if e.status == emu.null then assert.are.same({ "hold", f.id, "holding" }, { e.fault, e.fault_id, e.held }) end
+      workers[e.worker] = true
+    end
+    local distinct = 0
+    for _ in pairs(workers) do distinct = distinct + 1 end
+    assert.is_true(distinct >= 2, "requests were served by " .. distinct .. " worker(s)")
+    assert.are.equal(0, emu.control("GET", "/faults").data[1].remaining)
+
+    assert.are.equal(count, #emu.release())
+    assert.are.same({ [200] = total }, emu.count_status(wait()))
+    local released = 0
+    for _, e in ipairs(emu.journal()) do
+      if e.held == "released" then released = released + 1 end
+    end
+    assert.are.equal(count, released)
+  end)
+
   it("applies every one of many concurrent clock advances", function()
     emu.config { clock_speed = 0 } -- emulated time moves only by the advances
     local function emulated_seconds()

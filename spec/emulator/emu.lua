@@ -127,6 +127,18 @@ function emu.reset() return emu.control("POST", "/reset") end
 function emu.config(changes) return emu.control("POST", "/config", changes).data end
 function emu.fault(spec) return emu.control("POST", "/faults", spec).data end
 function emu.advance(seconds) return emu.control("POST", "/clock/advance", { seconds = seconds }) end
+function emu.held() return emu.control("GET", "/held").data end
+function emu.release(which) return emu.control("POST", "/held/release", which or {}).data.released end
+
+-- Waits (bounded) until `n` requests are held (and returns them), the sign that they reached the
+-- server; nil if they did not within `timeout` seconds (default 10).
+function emu.wait_held(n, timeout)
+  return emu.eventually(function()
+    local held = emu.held()
+    return #held >= n and held
+  end, timeout or 10, 0.02)
+end
+
 function emu.journal(since)
   return emu.control("GET", "/journal" .. (since and ("?since=" .. string.format("%d", since)) or "")).data
 end
@@ -215,7 +227,8 @@ function emu.curl(method, path, body, args, opts)
 end
 
 -- Starts one curl against the API in the background and returns at once. The returned function
--- waits for it (bounded) and returns { exit, status, body }. args, opts: as emu.curl.
+-- waits for it (bounded) and returns { exit, status, body }; the second one tells, without
+-- waiting, whether curl has finished. args, opts: as emu.curl.
 function emu.background(method, path, body, args, opts)
   opts = opts or {}
   local dir = emu.tmpdir()
@@ -230,6 +243,8 @@ function emu.background(method, path, body, args, opts)
       body = emu.read_file(dir .. "/body") or "" }
     emu.sh("rm -rf " .. d)
     return r
+  end, function()
+    return emu.read_file(dir .. "/exit") ~= nil
   end
 end
 
@@ -238,8 +253,9 @@ end
 -- request, up to `opts.per_process` (default 50) at a time). requests: a list of
 -- { method, path, body? (string or table), headers? (list of "Name: value"), raw? }: path is
 -- relative to /api/public/v1 and sent with emu.key, or with raw = true relative to the emulator's
--- root and sent without a key. Returns a list of { status, body }, in the order of `requests`.
-function emu.blast(requests, opts)
+-- root and sent without a key. Returns at once a function that waits for them all (bounded by
+-- curl's --max-time of 30 s) and returns a list of { status, body }, in the order of `requests`.
+function emu.blast_start(requests, opts)
   opts = opts or {}
   local processes = opts.processes or 4
   local dir = emu.tmpdir()
@@ -271,16 +287,25 @@ function emu.blast(requests, opts)
       emu.quote(dir .. "/codes." .. p))
   end
   script[#script + 1] = "wait"
-  emu.sh(table.concat(script, "\n"))
-  local results = {}
-  for p = 1, #confs do
-    for i, code in (emu.read_file(dir .. "/codes." .. p) or ""):gmatch("(%d+) (%d+)") do
-      results[tonumber(i)] = { status = tonumber(code), body = emu.read_file(dir .. "/out." .. i) }
+  script[#script + 1] = ": >" .. emu.quote(dir .. "/done")
+  emu.sh("(" .. table.concat(script, "\n") .. "\n) </dev/null >/dev/null 2>&1 &")
+  return function()
+    emu.eventually(function() return emu.read_file(dir .. "/done") end, 40)
+    local results = {}
+    for p = 1, #confs do
+      for i, code in (emu.read_file(dir .. "/codes." .. p) or ""):gmatch("(%d+) (%d+)") do
+        results[tonumber(i)] = { status = tonumber(code), body = emu.read_file(dir .. "/out." .. i) }
+      end
     end
+    for i = 1, #requests do results[i] = results[i] or { status = 0, body = "" } end
+    emu.sh("rm -rf " .. emu.quote(dir))
+    return results
   end
-  for i = 1, #requests do results[i] = results[i] or { status = 0, body = "" } end
-  emu.sh("rm -rf " .. emu.quote(dir))
-  return results
+end
+
+-- emu.blast_start, then wait for the results.
+function emu.blast(requests, opts)
+  return emu.blast_start(requests, opts)()
 end
 
 do

@@ -398,11 +398,11 @@ describe("emulator faults", function()
       assert.are.equal(1, #emu.list_calls())
     end)
 
-    it("is for status and delay faults only", function()
+    it("is for status, delay and hold faults only", function()
       local res = emu.request { method = "POST", path = "/__emulator/faults",
         body = '{"type": "html", "when": "inside"}' }
       assert.are.equal(400, res.status)
-      assert.matches("status and delay", res.json.error.message, 1, true)
+      assert.matches("status, delay and hold", res.json.error.message, 1, true)
     end)
   end)
 

@@ -6,10 +6,11 @@ local function epoch(iso)
   local y, m, d, h, mi, s = iso:match("^(%d+)%-(%d+)%-(%d+)T(%d+):(%d+):(%d+)")
   y, m, d = tonumber(y), tonumber(m), tonumber(d)
   if m <= 2 then y = y - 1 end
-  local era = y // 400
+  local floor = math.floor -- not //: plain `busted` may run this under Lua 5.1 or 5.2
+  local era = floor(y / 400)
   local yoe = y - era * 400
-  local doy = (153 * (m > 2 and m - 3 or m + 9) + 2) // 5 + d - 1
-  local days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+  local doy = floor((153 * (m > 2 and m - 3 or m + 9) + 2) / 5) + d - 1
+  local days = era * 146097 + yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy - 719468
   return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
 end
 

@@ -106,9 +106,10 @@ local function run_handler(req, ctx, handler, id)
   local f = req.may_take_inside and faults.take(req.method, api.relative_path(req.path), true)
   if not f then return handler(req, ctx, id) end
   req.inside_fault = f -- for the journal
-  -- A keyed POST /calls holds its idempotency lock meanwhile: make it outlast the fault's sleep.
+  -- A keyed POST /calls holds its idempotency lock meanwhile: make it outlast the fault's sleep
+  -- (or a hold's cap).
   if f.seconds > 0 then idempotency.extend(f.seconds) end
-  return faults.act_inside(f, ctx, function() return handler(req, ctx, id) end)
+  return faults.act_inside(f, ctx, req, function() return handler(req, ctx, id) end)
 end
 
 local function create_call_idempotent(req, ctx)
@@ -192,9 +193,9 @@ local ROUTES = {
   { pattern = "^/calls/([^/]+)$", allow = "GET", methods = { GET = get_call } },
 }
 
--- req: { method, path, args, body, auth (world.authenticate), idempotency_key, recording_base,
---        may_take_inside (no fault took the request on arrival) }; sets req.inside_fault when a
---        fault with when = "inside" took it.
+-- req: { seq (journal entry), method, path, args, body, auth (world.authenticate), idempotency_key,
+--        recording_base, may_take_inside (no fault took the request on arrival) }; sets
+--        req.inside_fault when a fault with when = "inside" took it (and req.held for a hold).
 -- ctx: envelope.context(cfg). Returns a response table.
 function api.process(req, ctx)
   local rel = api.relative_path(req.path)

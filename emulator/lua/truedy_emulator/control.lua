@@ -11,7 +11,9 @@
 --   DELETE /__emulator/journal            clear the journal only
 --   GET    /__emulator/faults             scripted faults, with their uses
 --   POST   /__emulator/faults             add one (see faults.lua)
---   DELETE /__emulator/faults[/<id>]      remove all, or one
+--   DELETE /__emulator/faults[/<id>]      remove all, or one (and release what they hold)
+--   GET    /__emulator/held               requests a hold fault holds now, oldest first
+--   POST   /__emulator/held/release       {"fault_id"?, "seq"?, "count"?}: let them go on
 --   GET    /__emulator/fixtures           the seeded organizations (with keys) and agents
 --   GET    /__emulator/recordings/<id>.wav  the "recording" of an ended call (1 s of silence)
 
@@ -23,11 +25,13 @@ local faults = require "truedy_emulator.faults"
 local calls = require "truedy_emulator.calls"
 local lifecycle = require "truedy_emulator.lifecycle"
 local world = require "truedy_emulator.world"
+local hold = require "truedy_emulator.hold"
 
 local control = {}
 
 local PREFIX = "/__emulator"
-local DICTS = { "truedy_state", "truedy_calls", "truedy_idempotency", "truedy_journal" }
+-- (Flushing truedy_holds releases every held request.)
+local DICTS = { "truedy_state", "truedy_calls", "truedy_idempotency", "truedy_journal", "truedy_holds" }
 
 local function reply(status, doc, content_type)
   ngx.status = status
@@ -132,6 +136,28 @@ handlers["DELETE /faults"] = function()
   return ok(json.ordered({ "cleared" }, { cleared = true }))
 end
 
+handlers["GET /held"] = function()
+  return ok(hold.list())
+end
+
+local function positive_integer(v)
+  return type(v) == "number" and v == math.floor(v) and v >= 1 and v <= 2 ^ 53
+end
+
+handlers["POST /held/release"] = function()
+  local doc, err = read_json()
+  if not doc then return fail(400, "bad_request", err) end
+  if not json.is_object(doc) then return fail(400, "bad_request", "the body must be a JSON object") end
+  for name, v in pairs(doc) do
+    if name ~= "fault_id" and name ~= "seq" and name ~= "count" then
+      return fail(400, "bad_request", "unknown field: " .. tostring(name) .. " (expected fault_id, seq, count)")
+    end
+    if not positive_integer(v) then return fail(400, "bad_request", name .. " must be an integer >= 1") end
+  end
+  local released = hold.release(doc.fault_id, doc.seq, doc.count)
+  return ok(json.ordered({ "released" }, { released = released }))
+end
+
 handlers["GET /fixtures"] = function()
   local f = world.fixtures
   local orgs, agents = json.array(), json.array()
@@ -187,7 +213,7 @@ function control.handle()
 
   local fault_id = rel:match("^/faults/(%d+)$")
   if fault_id and method == "DELETE" then
-    ngx.shared.truedy_state:delete("fault:" .. fault_id)
+    faults.delete(tonumber(fault_id))
     return ok(json.ordered({ "deleted" }, { deleted = tonumber(fault_id) }))
   end
   local call_id = rel:match("^/recordings/([%w_]+)%.wav$")

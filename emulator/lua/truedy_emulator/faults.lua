@@ -1,19 +1,22 @@
 -- Scripted faults: "for the next N requests matching METHOD and PATH, misbehave like THIS".
 --
 -- A fault: { id, type, method ("POST" | ... | "*"), path ("/calls", relative to the API prefix,
--- exact; or "*"), count (uses, default 1), when ("before" | "after"), options of its type }.
+-- exact; or "*"), count (uses, default 1), when ("before" | "after" | "inside"), options of its type }.
 --
 -- when = "before": the API never sees the request (no call, no rate count); the fault answers.
 -- when = "after":  the API processes the request normally (call created, idempotency record
 --                  stored, rate counted), then the fault replaces the response actually sent.
--- when = "inside": (status and delay only) the request passes routing, auth and the rate limit
---                  (counted), then the fault acts where the endpoint's handler runs, as the API's
---                  own behaviour: a keyed POST /calls holds its idempotency lock meanwhile, and a
---                  status fault's answer is the API's answer (a non-5xx one is stored and
---                  replayed like any other; a 5xx is not). A delay sleeps, then the handler runs.
--- Three types shape the API's own response instead of replacing it, so the request is always
+-- when = "inside": (status, delay and hold only) the request passes routing, auth and the rate
+--                  limit (counted), then the fault acts where the endpoint's handler runs, as the
+--                  API's own behaviour: a keyed POST /calls holds its idempotency lock meanwhile,
+--                  and a status fault's answer is the API's answer (a non-5xx one is stored and
+--                  replayed like any other; a 5xx is not). A delay sleeps, a hold waits for its
+--                  release, then the handler runs.
+-- Four types shape the API's own response instead of replacing it, so the request is always
 -- processed: `delay` (sleeps before the headers; with "before" the sleep comes before processing,
--- and a client that gives up meanwhile leaves nothing behind), `slow_body` and `truncate`.
+-- and a client that gives up meanwhile leaves nothing behind), `hold` (the same, but until the
+-- control surface releases it or its `seconds` cap passes: see hold.lua), `slow_body` and
+-- `truncate`.
 --
 -- Storage (`truedy_state`): fault_seq (ids), fault:<id> (JSON), fault_uses:<id> (atomic counter).
 -- A matching request takes a use with `incr`, so N uses are N requests even across workers; the
@@ -22,6 +25,7 @@
 local json = require "truedy_emulator.json"
 local envelope = require "truedy_emulator.envelope"
 local util = require "truedy_emulator.util"
+local hold = require "truedy_emulator.hold"
 
 local faults = {}
 
@@ -109,6 +113,8 @@ faults.TYPES = {
   raw = { replaces = true, options = { status = { STATUS }, headers = { string_headers }, body = { is_string, "" } },
     required = { "status" }, check = check_raw },
   delay = { replaces = false, inside = true, options = { seconds = { number_in(0, 600), 1 } } },
+  hold = { replaces = false, inside = true,
+    options = { seconds = { number_in(0, hold.MAX_SECONDS), hold.DEFAULT_SECONDS } } },
   slow_body = { replaces = false, options = { seconds = { number_in(0, 600), 2 } } },
   truncate = { replaces = false, options = { bytes = { integer_in(0, 512 * MIB) } } },
 }
@@ -147,7 +153,9 @@ local function normalise(spec)
   if when ~= "before" and when ~= "after" and when ~= "inside" then
     return nil, 'when must be "before", "after" or "inside"'
   end
-  if when == "inside" and not t.inside then return nil, 'when "inside" is for status and delay faults only' end
+  if when == "inside" and not t.inside then
+    return nil, 'when "inside" is for status, delay and hold faults only'
+  end
   f.when = when
 
   for name, value in pairs(spec) do
@@ -211,12 +219,20 @@ function faults.list()
   return out
 end
 
+-- Removes every fault; the requests they hold go on.
 function faults.clear()
   local d = dict()
   for id = 1, d:get("fault_seq") or 0 do
     d:delete("fault:" .. id)
     d:delete("fault_uses:" .. id)
   end
+  hold.release()
+end
+
+-- Removes fault `id`; the requests it holds go on.
+function faults.delete(id)
+  dict():delete("fault:" .. id)
+  hold.release(id)
 end
 
 -- The fault that takes this request, or nil. Consumes one use of it.
@@ -324,10 +340,15 @@ function BUILDERS.raw(f)
   return { status = f.status, headers = headers, body = f.body }
 end
 
--- A fault with when = "inside", where the endpoint's handler runs: sleeps its `seconds`, then
--- answers for the handler (status) or lets it run (delay). run: the handler, returning a response.
-function faults.act_inside(f, ctx, run)
-  if f.seconds > 0 then ngx.sleep(f.seconds) end
+-- A fault with when = "inside", where the endpoint's handler runs: sleeps its `seconds` (a hold
+-- waits for its release instead, recording how in req.held), then answers for the handler (status)
+-- or lets it run (delay, hold). run: the handler, returning a response.
+function faults.act_inside(f, ctx, req, run)
+  if f.type == "hold" then
+    req.held = hold.wait(f, req)
+  elseif f.seconds > 0 then
+    ngx.sleep(f.seconds)
+  end
   if f.type == "status" then return faults.response(f, ctx, ctx.cfg) end
   return run()
 end

@@ -6,7 +6,10 @@
 -- a client that has its answer finds the status recorded).
 --
 -- Shared dicts: `truedy_state` journal_seq (atomic counter giving the order across workers);
--- `truedy_journal` entry:<seq> (the JSON object without its result) and result:<seq>.
+-- `truedy_journal` entry:<seq> (the JSON object without its result), result:<seq>, and
+-- owner:<seq> (util.request_token() of the request that wrote the entry): a request still running
+-- when the journal is cleared (one held or delayed across a reset) must not write its result over
+-- the entry of a newer request that got the same seq.
 --
 -- Secrets: the Authorization value is redacted to its scheme word ("Bearer <redacted>"), and the
 -- bearer token is scrubbed from the whole entry wherever else it might appear; so are every seeded
@@ -24,7 +27,7 @@ journal.BODY_CAP = 1024 * 1024 -- bodies are kept up to this many bytes (body_tr
 
 local ENTRY_FIELDS = { "seq", "ts", "method", "path", "query", "headers", "auth", "body", "body_base64",
   "body_length", "body_truncated", "connection", "connection_requests", "worker" }
-local NO_RESULT = '"status":null,"fault":null,"fault_id":null'
+local NO_RESULT = '"status":null,"fault":null,"fault_id":null,"held":null'
 
 local function entries() return ngx.shared.truedy_journal end
 
@@ -122,15 +125,20 @@ function journal.begin(r)
   end
   local ok, err = entries():set("entry:" .. seq, text)
   if not ok then ngx.log(ngx.WARN, "journal entry ", seq, " not stored: ", err) end
+  entries():set("owner:" .. seq, util.request_token())
   return seq
 end
 
--- Records the response status (and the fault that shaped it, if any) of entry `seq`.
-function journal.finish(seq, status, fault)
+-- Records the response status (nil: none yet) of entry `seq`, the fault that shaped it, if any,
+-- and for a held request how its hold went ("holding", "released", "expired", "hung_up").
+function journal.finish(seq, status, fault, held)
   local result = '"status":' .. (status and string.format("%d", status) or "null")
     .. ',"fault":' .. (fault and json.encode_string(fault.type) or "null")
     .. ',"fault_id":' .. (fault and string.format("%d", fault.id) or "null")
-  entries():set("result:" .. seq, result)
+    .. ',"held":' .. (held and json.encode_string(held) or "null")
+  local d = entries()
+  if d:get("owner:" .. seq) ~= util.request_token() then return end -- the journal was cleared since
+  d:set("result:" .. seq, result)
 end
 
 -- The entries with seq > since, oldest first, as a JSON document {"data": [...]}.

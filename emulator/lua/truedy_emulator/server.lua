@@ -3,9 +3,13 @@
 --
 -- One API request goes:
 --   read headers and body → authenticate → write the journal entry → take a matching fault →
---   [fault "before" that replaces: answer with the fault] → api.process (where a fault "inside"
---   acts, see api.lua) → [fault "after" that replaces: answer with the fault instead] → record the
---   status → send (normally, or shaped by a delay / slow_body / truncate fault).
+--   [fault "before" that replaces: answer with the fault; a delay or hold waits] → api.process
+--   (where a fault "inside" acts, see api.lua) → [fault "after" that replaces: answer with the
+--   fault instead; a delay or hold waits] → record the status → send (normally, or shaped by a
+--   slow_body / truncate fault).
+--
+-- `rec` below is what the journal records about the answer: { seq = journal entry, fault = the
+-- fault that shaped it or nil, held = how a hold went or nil }.
 
 local util = require "truedy_emulator.util"
 local config = require "truedy_emulator.config"
@@ -15,6 +19,7 @@ local api = require "truedy_emulator.api"
 local journal = require "truedy_emulator.journal"
 local faults = require "truedy_emulator.faults"
 local idempotency = require "truedy_emulator.idempotency"
+local hold = require "truedy_emulator.hold"
 
 local server = {}
 
@@ -59,11 +64,11 @@ local function set_headers(res)
   end
 end
 
--- Sets the status and headers of `res` and completes journal entry `seq` with the status about to
+-- Sets the status and headers of `res` and completes the journal entry with the status about to
 -- be sent (before a byte goes out, so a client that has its answer finds it recorded). Should
 -- nginx refuse a header, the client gets a 500 internal_error instead, and the journal says so.
 -- Returns the response being sent.
-local function start_response(res, seq, fault, ctx)
+local function start_response(res, rec, ctx)
   local ok, err = pcall(set_headers, res)
   if not ok then
     ngx.log(ngx.ERR, "emulator: cannot set the response's headers: ", err)
@@ -71,7 +76,7 @@ local function start_response(res, seq, fault, ctx)
     res = envelope.error(ctx, 500, "internal_error", "An internal error occurred")
     set_headers(res)
   end
-  journal.finish(seq, res.status, fault)
+  journal.finish(rec.seq, res.status, rec.fault, rec.held)
   return res
 end
 
@@ -88,8 +93,8 @@ local function send_padding(n)
   end
 end
 
-local function send(res, seq, fault, ctx)
-  res = start_response(res, seq, fault, ctx)
+local function send(res, rec, ctx)
+  res = start_response(res, rec, ctx)
   if NO_BODY[res.status] then return end
   if #res.body > 0 then ngx.print(res.body) end
   if res.padding then
@@ -99,8 +104,8 @@ local function send(res, seq, fault, ctx)
 end
 
 -- Headers at once, then the body in about 20 flushed pieces spread over `seconds`.
-local function send_slowly(res, seconds, seq, fault, ctx)
-  res = start_response(res, seq, fault, ctx)
+local function send_slowly(res, seconds, rec, ctx)
+  res = start_response(res, rec, ctx)
   ngx.send_headers()
   ngx.flush(true)
   local body = res.body
@@ -115,8 +120,8 @@ end
 
 -- Content-Length of the whole body, then only `bytes` of it (default: half), then the connection
 -- closes: the client sees a short read.
-local function send_truncated(res, bytes, seq, fault, ctx)
-  res = start_response(res, seq, fault, ctx)
+local function send_truncated(res, bytes, rec, ctx)
+  res = start_response(res, rec, ctx)
   local full = #res.body
   local n = bytes or math.floor(full / 2)
   if n >= full then n = full - 1 end
@@ -163,13 +168,24 @@ local function process(req, ctx)
   return envelope.error(ctx, 500, "internal_error", "An internal error occurred")
 end
 
-local function answer_with_fault(seq, fault, ctx, cfg)
+local function answer_with_fault(rec, ctx, cfg)
+  local fault = rec.fault
   if fault.type == "reset" then
-    journal.finish(seq, 444, fault)
+    journal.finish(rec.seq, 444, fault, rec.held)
     return close_without_response()
   end
   if fault.seconds and fault.seconds > 0 then ngx.sleep(fault.seconds) end
-  return send(faults.response(fault, ctx, cfg), seq, fault, ctx)
+  return send(faults.response(fault, ctx, cfg), rec, ctx)
+end
+
+-- A fault that does not replace the answer but makes it wait: a delay sleeps, a hold waits
+-- for its release (recorded in req.held).
+local function wait_for(fault, req)
+  if fault.type == "delay" then
+    ngx.sleep(fault.seconds)
+  elseif fault.type == "hold" then
+    req.held = hold.wait(fault, req)
+  end
 end
 
 function server.handle_api()
@@ -188,35 +204,38 @@ function server.handle_api()
   local rel = api.relative_path(path)
   local fault = rel and faults.take(method, rel, false)
   local req = {
-    method = method, path = path, args = ngx.req.get_uri_args(200), body = body, auth = auth,
+    seq = seq, method = method, path = path, args = ngx.req.get_uri_args(200), body = body, auth = auth,
     idempotency_key = last_value(headers["x-idempotency-key"]),
     recording_base = "http://" .. ngx.var.server_addr .. ":" .. ngx.var.server_port,
     may_take_inside = rel ~= nil and not fault,
   }
 
-  -- A client that hangs up (e.g. during a delay) is recorded as nginx logs it: 499.
+  -- A client that hangs up (e.g. during a delay or a hold) is recorded as nginx logs it: 499.
   ngx.on_abort(function()
     idempotency.abandon()
-    journal.finish(seq, 499, fault or req.inside_fault)
+    local was_holding = hold.abandon()
+    journal.finish(seq, 499, fault or req.inside_fault, was_holding and "hung_up" or req.held)
     return ngx.exit(499)
   end)
 
   if fault and fault.when == "before" then
-    if faults.replaces(fault) then return answer_with_fault(seq, fault, ctx, cfg) end
-    if fault.type == "delay" then ngx.sleep(fault.seconds) end
+    if faults.replaces(fault) then return answer_with_fault({ seq = seq, fault = fault }, ctx, cfg) end
+    wait_for(fault, req)
   end
 
   local res = process(req, ctx)
   fault = fault or req.inside_fault
+  local rec = { seq = seq, fault = fault, held = req.held }
 
   if fault and fault.when == "after" then
-    if faults.replaces(fault) then return answer_with_fault(seq, fault, ctx, cfg) end
-    if fault.type == "delay" then ngx.sleep(fault.seconds) end
+    if faults.replaces(fault) then return answer_with_fault(rec, ctx, cfg) end
+    wait_for(fault, req)
+    rec.held = req.held
   end
 
-  if fault and fault.type == "slow_body" then return send_slowly(res, fault.seconds, seq, fault, ctx) end
-  if fault and fault.type == "truncate" then return send_truncated(res, fault.bytes, seq, fault, ctx) end
-  return send(res, seq, fault, ctx)
+  if fault and fault.type == "slow_body" then return send_slowly(res, fault.seconds, rec, ctx) end
+  if fault and fault.type == "truncate" then return send_truncated(res, fault.bytes, rec, ctx) end
+  return send(res, rec, ctx)
 end
 
 return server

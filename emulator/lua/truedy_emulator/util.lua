@@ -70,6 +70,17 @@ function util.seed_random()
   math.randomseed(seed)
 end
 
+-- A random token naming the current request, the same wherever it is asked for during the request.
+-- (Not nginx's $request_id: read from Lua without the config naming it, it is new at each read.)
+function util.request_token()
+  local token = ngx.ctx.truedy_request_token
+  if not token then
+    token = util.random_hex(24)
+    ngx.ctx.truedy_request_token = token
+  end
+  return token
+end
+
 -- Copies a table one level deep.
 function util.copy(t)
   local c = {}
