@@ -162,9 +162,10 @@ function Server:parallel(requests)
   return results, sent
 end
 
--- Starts one request in the background and returns at once; the returned function waits for it
--- (bounded) and returns { status, worker, body, json }, and done() says whether it has ended.
-function Server:background(method, path, body)
+-- Starts one request in the background and returns at once; the returned waiter's wait() waits
+-- for it (bounded) and returns { status, worker, body, json }; done() says whether it has ended.
+-- max_time: seconds before curl gives up (and hangs up).
+function Server:background(method, path, body, max_time)
   local dir = emu.tmpdir()
   local d = app.q(dir)
   local data = ""
@@ -174,7 +175,7 @@ function Server:background(method, path, body)
   end
   emu.sh(("(curl -s --max-time %d -X %s%s -o %s/out -D %s/headers -w '%%{http_code}' %s >%s/code 2>/dev/null;"
     .. " echo $? >%s/exit.tmp; mv %s/exit.tmp %s/exit) </dev/null >/dev/null 2>&1 &"):format(
-    app.TIMEOUT, method, data, d, d, app.q(self.url .. path), d, d, d, d))
+    max_time or app.TIMEOUT, method, data, d, d, app.q(self.url .. path), d, d, d, d))
   local waiter = {}
   function waiter.done() return emu.read_file(dir .. "/exit") ~= nil end
   function waiter.wait()
