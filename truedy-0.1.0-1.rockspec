@@ -46,6 +46,9 @@ build = {
       libraries = { "curl", "pthread", "m" },
     },
     ["truedy.follow"] = "lua/truedy/follow.lua",
+    ["truedy.resty"] = "lua/truedy/resty.lua",
+    ["truedy.resty.gate"] = "lua/truedy/resty/gate.lua",
+    ["truedy.resty.thread"] = "lua/truedy/resty/thread.lua",
   },
 }
 
