@@ -191,6 +191,78 @@ function Server:background(method, path, body, max_time)
   return waiter
 end
 
+-- A kept-alive connection to the server, which stays with the worker that accepted it:
+-- conn:send(method, path, body) writes a request and returns at once; conn:receive() reads its
+-- answer ({ status, worker, body, json }).
+local Connection = {}
+Connection.__index = Connection
+
+function Connection:send(method, path, body)
+  if type(body) == "table" then body = app.json.encode(body) end
+  local request = { method .. " " .. path .. " HTTP/1.1", "Host: 127.0.0.1", "Connection: keep-alive" }
+  if body then
+    request[#request + 1] = "Content-Type: application/json"
+    request[#request + 1] = "Content-Length: " .. #body
+  end
+  assert(self.sock:send(table.concat(request, "\r\n") .. "\r\n\r\n" .. (body or "")))
+end
+
+function Connection:receive()
+  local sock = self.sock
+  local status = tonumber(assert(sock:receive("*l")):match("^HTTP/1%.1 (%d+)"))
+  local headers = {}
+  while true do
+    local line = assert(sock:receive("*l"))
+    if line == "" then break end
+    local name, value = line:match("^([^:]+):%s*(.*)$")
+    headers[name:lower()] = value
+  end
+  local body
+  if headers["content-length"] then
+    body = assert(sock:receive(tonumber(headers["content-length"])))
+  else -- chunked
+    local chunks = {}
+    while true do
+      local size = tonumber(assert(sock:receive("*l")):match("^(%x+)"), 16)
+      if size == 0 then
+        assert(sock:receive("*l"))
+        break
+      end
+      chunks[#chunks + 1] = assert(sock:receive(size))
+      assert(sock:receive("*l"))
+    end
+    body = table.concat(chunks)
+  end
+  local ok, decoded = pcall(app.json.decode, body)
+  return { status = status, worker = tonumber(headers["x-worker-id"]), body = body, json = ok and decoded or nil }
+end
+
+function Connection:close() self.sock:close() end
+
+-- One kept-alive connection to each of `workers` workers (found with GET /ping on new
+-- connections, at most `tries` of them): a table worker id -> connection.
+function Server:connections(workers, tries)
+  local port = tonumber(self.url:match(":(%d+)$"))
+  local found, count, spare = {}, 0, {}
+  for _ = 1, tries or 100 do
+    local sock = socket.tcp()
+    sock:settimeout(app.TIMEOUT)
+    assert(sock:connect("127.0.0.1", port))
+    local conn = setmetatable({ sock = sock }, Connection)
+    conn:send("GET", "/ping")
+    local worker = conn:receive().worker
+    if found[worker] == nil then
+      found[worker], count = conn, count + 1
+      if count == workers then break end
+    else
+      spare[#spare + 1] = conn -- kept open meanwhile, so the next one may land elsewhere
+    end
+  end
+  for _, conn in ipairs(spare) do conn:close() end
+  assert(count == workers, ("connections reached %d of %d workers"):format(count, workers))
+  return found
+end
+
 -- The journal's POST /calls entries, oldest first.
 function app.posts()
   local out = {}

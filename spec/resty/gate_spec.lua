@@ -12,7 +12,9 @@ describe("truedy.resty's 429 gate", function()
   before_each(emu.reset)
 
   it("holds every worker's calls until reset_at after one worker's 429", function()
-    local WINDOW, LIMIT, BATCH = 6, 20, 12
+    local WINDOW, LIMIT, BATCH = 6, 20, 8
+    -- a connection to each worker (a kept-alive connection stays with its worker)
+    local pinned = server:connections(2)
     emu.config { rate_limit = LIMIT, rate_window = WINDOW }
     -- Windows are aligned to the epoch: start in one with at least 3 s left, so that the batch
     -- below is sent while the gate is up (this wait is set-up, not an assertion).
@@ -41,13 +43,23 @@ describe("truedy.resty's 429 gate", function()
     end, 10)
     assert.is_table(seen, "no POST /calls was answered 429")
 
-    -- Then a batch of /dials, each on its own connection, so both workers take some.
+    -- Then a /dial to each worker, and a batch of them on new connections.
+    local sent = emu.now()
+    for _, worker in ipairs { 0, 1 } do
+      pinned[worker]:send("POST", "/dial", { agent_id = emu.agent.id, phone_number = emu.to })
+    end
     local batch = {}
     for i = 1, BATCH do
       batch[i] = { method = "POST", path = "/dial", body = { agent_id = emu.agent.id, phone_number = emu.to } }
     end
-    local answers, sent = server:parallel(batch)
-    assert.is_true(sent < reset_at, "the batch went out after the reset: the machine was too slow to test")
+    local answers = server:parallel(batch)
+    assert.is_true(sent < reset_at, "the dials went out after the reset: the machine was too slow to test")
+    for _, worker in ipairs { 0, 1 } do
+      local answer = pinned[worker]:receive()
+      assert.equal(worker, answer.worker)
+      answers[#answers + 1] = answer
+      pinned[worker]:close()
+    end
     local workers = {}
     for _, a in ipairs(answers) do
       assert.equal(201, a.status, a.body)
@@ -60,7 +72,7 @@ describe("truedy.resty's 429 gate", function()
     -- The journal: nothing after the 429 reached the server before the reset, and there was
     -- only that one 429 (nobody else tried and failed).
     local posts = app.posts()
-    assert.equal(BATCH + 2, #posts) -- the 429, its retry, the batch
+    assert.equal(BATCH + 4, #posts) -- the 429, its retry, one per worker, the batch
     local statuses = {}
     for _, e in ipairs(posts) do
       statuses[e.status] = (statuses[e.status] or 0) + 1
@@ -69,6 +81,6 @@ describe("truedy.resty's 429 gate", function()
           ("POST /calls #%d reached the server at %s, before the reset"):format(e.seq, e.ts))
       end
     end
-    assert.same({ [429] = 1, [201] = BATCH + 1 }, statuses)
+    assert.same({ [429] = 1, [201] = BATCH + 3 }, statuses)
   end)
 end)
