@@ -33,6 +33,13 @@ describe("truedy.resty limits", function()
     assert.truthy(res.json.raised:find(expected, 1, true), res.json.raised)
   end
 
+  it("refuses to load outside nginx, naming the plain module", function()
+    local ok, err = pcall(require, "truedy.resty")
+    assert.is_false(ok)
+    assert.matches("truedy.resty needs nginx with lua-nginx-module 0.10.21", err, 1, true)
+    assert.matches('use require "truedy"', err, 1, true)
+  end)
+
   describe("configuration", function()
     it("says which env directive is missing when nginx hides TRUEDY_API_KEY", function()
       local err = config_error(server:request("POST", "/default"), "`env TRUEDY_API_KEY;`")

@@ -107,6 +107,19 @@ describe("truedy.resty and the thread pool", function()
     assert_no_overflow()
   end)
 
+  it("keeps a client, and its connection, in the thread VM from one request to the next", function()
+    for _ = 1, 3 do
+      local placed = server:request("POST", "/dial", body())
+      assert.is_table(placed.json.ok, placed.body)
+    end
+    local posts = app.posts()
+    assert.equal(3, #posts)
+    -- one worker, one request at a time: nginx hands the same VM back, whose client reuses
+    -- its kept-alive connection
+    assert.equal(posts[1].connection, posts[3].connection)
+    assert.equal(posts[1].connection_requests + 2, posts[3].connection_requests)
+  end)
+
   it("follows a call with ngx.sleep: the worker answers meanwhile", function()
     local placed = server:request("POST", "/dial", body())
     local id = placed.json.ok.data.id
