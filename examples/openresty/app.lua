@@ -1,3 +1,4 @@
+-- luacheck: std +ngx_lua
 -- The example application of examples/openresty/nginx.conf, with truedy.resty:
 --
 --   POST /dial        a JSON body of create_call parameters; an Idempotency-Key header, if any,
