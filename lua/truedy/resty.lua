@@ -162,18 +162,17 @@ end
 -- Tasks in flight, per worker and pool
 ---------------------------------------------------------------------------------------------------
 
--- Tasks this worker has posted to each pool; the thread side counts the finished ones in the
--- shared dict (truedy.resty.thread), also for a request that went away before its task ended
--- (a client that hung up, ngx.exit in another light thread), whose coroutine never resumes.
-local started = {}
-
--- (computed when used: a client made in init_by_lua is used by workers with other pids)
-local function finished_key(pool)
-  return "truedy:finished:" .. pool .. ":" .. ngx.worker.pid()
+-- This worker's tasks in a pool: counted up here when posted, down by the thread side when the
+-- task ends (truedy.resty.thread), also for a request that went away meanwhile (a client that
+-- hung up, ngx.exit in another light thread), whose coroutine never resumes. The count lives in
+-- the shared dict, keyed by the worker's pid, so it holds whatever the Lua VM of the request
+-- (lua_code_cache off gives each request its own).
+local function pending_key(pool)
+  return "truedy:pending:" .. pool .. ":" .. ngx.worker.pid()
 end
 
 local function in_flight(self)
-  return (started[self.pool] or 0) - (self.dict:get(finished_key(self.pool)) or 0)
+  return self.dict:get(pending_key(self.pool)) or 0
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -199,9 +198,10 @@ function Client:attempt(method, arg, call_options)
   local ok, tag, value
   local marked = false
   for round = 1, VM_ROUNDS do
-    started[self.pool] = (started[self.pool] or 0) + 1
+    local key = pending_key(self.pool)
+    self.dict:incr(key, 1, 0)
     ok, tag, value = ngx.run_worker_thread(self.pool, THREAD_MODULE, "run", self.fingerprint, self.options,
-      method, arg, call_options, self.dict_name, finished_key(self.pool), marked)
+      method, arg, call_options, self.dict_name, key, marked)
     if ok then break end
     -- tag is lua-nginx-module's message. Only a failed copy of the answer comes after the task
     -- ran; every other failure happens before anything is posted.
@@ -209,7 +209,7 @@ function Client:attempt(method, arg, call_options)
       return nil, new_error { kind = "response", attempts = 1, message = "the answer could not cross back from"
         .. " nginx's thread pool: " .. tag }
     end
-    started[self.pool] = started[self.pool] - 1
+    self.dict:incr(key, -1, 0) -- nothing was posted
     if tag:find(" in the argument", 1, true) and not marked then
       -- something that is not data: let the plain module say what, in the thread
       arg, call_options, marked = crossable(arg, 1), crossable(call_options, 1), true

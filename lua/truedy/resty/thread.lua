@@ -100,12 +100,13 @@ end
 
 -- The task: one attempt of one request (the caller in the nginx worker retries). Returns
 --   "ok", envelope | "err", error table | "raise", message (a programmer error to raise there)
--- and, whatever happened, counts the task as finished in the shared dict, so the worker knows
--- the queue has room again even when the request that posted it went away meanwhile.
-function thread.run(fingerprint, options, method, arg, call_options, dict_name, finished_key, marked)
+-- and, whatever happened, counts the task out of the worker's pending ones in the shared dict,
+-- so the worker knows the queue has room again even when the request that posted it went away
+-- meanwhile.
+function thread.run(fingerprint, options, method, arg, call_options, dict_name, pending_key, marked)
   local ok, tag, value = pcall(attempt, fingerprint, options, method, arg, call_options, marked)
   local dict = ngx.shared[dict_name]
-  if dict then dict:incr(finished_key, 1, 0) end
+  if dict then dict:incr(pending_key, -1, 0) end
   if not ok then return "raise", tostring(tag) end
   return tag, value
 end
