@@ -190,14 +190,17 @@ end
 
 -- One attempt, in the thread pool. Returns res | nil, err (err.attempts: 1 if it was sent).
 function Client:attempt(method, arg, call_options)
-  if in_flight(self) >= self.max_pending then
-    return nil, config_error(("%d requests of this nginx worker are already in thread pool '%s'"
-      .. " (max_pending = %d): try again later, or raise max_pending together with the pool's"
-      .. " max_queue and lua_worker_thread_vm_pool_size"):format(in_flight(self), self.pool, self.max_pending), true)
-  end
   local ok, tag, value
   local marked = false
   for round = 1, VM_ROUNDS do
+    -- checked right before the post (no yield in between): the bound that keeps nginx's queue
+    -- from being full
+    local pending = in_flight(self)
+    if pending >= self.max_pending then
+      return nil, config_error(("%d requests of this nginx worker are already in thread pool '%s'"
+        .. " (max_pending = %d): try again later, or raise max_pending together with the pool's"
+        .. " max_queue and lua_worker_thread_vm_pool_size"):format(pending, self.pool, self.max_pending), true)
+    end
     local key = pending_key(self.pool)
     self.dict:incr(key, 1, 0)
     ok, tag, value = ngx.run_worker_thread(self.pool, THREAD_MODULE, "run", self.fingerprint, self.options,
