@@ -85,6 +85,36 @@ describe("truedy.resty and the thread pool", function()
     assert_no_overflow()
   end)
 
+  it("says lua_worker_thread_vm_pool_size is too small when max_pending is larger", function()
+    -- edges.conf: a VM pool of 8, the pool `truedy` has 4 threads and a queue of 16
+    local LARGE = "?max_pending=10"
+    emu.fault { method = "POST", path = "/calls", type = "hold", count = 8 }
+    local dials = {}
+    for i = 1, 8 do dials[i] = server:background("POST", "/dial" .. LARGE, body()) end
+    assert.is_table(emu.wait_held(4), "four calls never reached the API")
+    assert.is_truthy(emu.eventually(function()
+      return server:request("GET", "/pending" .. LARGE).json.pending == 8
+    end, 10), "eight tasks were never pending")
+
+    local refused = server:request("POST", "/dial" .. LARGE, body())
+    local err = refused.json.error
+    assert.is_table(err, refused.body)
+    assert.equal("config", err.kind)
+    assert.is_true(err.retryable)
+    assert.truthy(err.message:find("lua_worker_thread_vm_pool_size must be at least max_pending (10)", 1, true),
+      err.message)
+
+    assert.is_truthy(emu.eventually(function()
+      emu.release()
+      return server:request("GET", "/pending" .. LARGE).json.pending == 0
+    end, 15), "the held calls never ended")
+    for i = 1, 8 do
+      local placed = dials[i].wait()
+      assert.is_table(placed.json and placed.json.ok, placed.body)
+    end
+    assert_no_overflow()
+  end)
+
   it("gets the place of a request that went away back when its task ends", function()
     emu.fault { method = "POST", path = "/calls", type = "hold", count = 2 }
     -- lua_check_client_abort on: when curl hangs up (after 1 s), nginx ends the request and its
