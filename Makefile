@@ -176,15 +176,24 @@ rock:
 	@scripts/ensure-deps rock
 	@scripts/make-rock $(ROCK_DIR)
 
-LUA_SRCS := lua/truedy/follow.lua
+LUA_SRCS := lua/truedy/follow.lua lua/truedy/resty.lua
+# truedy.resty's parts (OpenResty)
+LUA_RESTY_SRCS := lua/truedy/resty/gate.lua lua/truedy/resty/thread.lua
 
 install: $(MODULE)
-	install -d $(DESTDIR)$(LUA_CMOD) $(DESTDIR)$(LUA_LMOD)/truedy
+	install -d $(DESTDIR)$(LUA_CMOD) $(DESTDIR)$(LUA_LMOD)/truedy $(DESTDIR)$(LUA_LMOD)/truedy/resty
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_CMOD)/truedy.so
 	install -m 0644 $(LUA_SRCS) $(DESTDIR)$(LUA_LMOD)/truedy/
+	install -m 0644 $(LUA_RESTY_SRCS) $(DESTDIR)$(LUA_LMOD)/truedy/resty/
 
 uninstall:
-	rm -f $(DESTDIR)$(LUA_CMOD)/truedy.so $(LUA_SRCS:lua/%=$(DESTDIR)$(LUA_LMOD)/%)
+	rm -f $(DESTDIR)$(LUA_CMOD)/truedy.so $(LUA_SRCS:lua/%=$(DESTDIR)$(LUA_LMOD)/%) \
+	  $(LUA_RESTY_SRCS:lua/%=$(DESTDIR)$(LUA_LMOD)/%)
+	rmdir $(DESTDIR)$(LUA_LMOD)/truedy/resty 2>/dev/null || true
+
+# Prints a variable, for scripts: make -s LUA_VERSION=luajit print-BUILD
+print-%:
+	@echo '$($*)'
 
 clean:
 	rm -rf build
