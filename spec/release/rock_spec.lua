@@ -47,7 +47,7 @@ local function require_from_tree(interpreter, tree, abi, dir)
       if file then file:close(); print("truedy from " .. path); break end
     end
     for _, name in ipairs(modules) do
-      if name:match("^truedy%.resty") then
+      if name:match("^truedy%%.resty") then
         -- for nginx: installed, and either loading or refusing plainly outside nginx
         local ok, err = pcall(require, name)
         assert(ok or tostring(err):find("needs nginx", 1, true), name .. ": " .. tostring(err))
