@@ -428,7 +428,28 @@ static int client_stats(lua_State *L) {
     return 1;
 }
 
+/* client:config() -> the settings in force, under their current names
+ * (whatever spelling truedy.new was given): for layers such as truedy.resty
+ * that retry themselves with the same rules. */
+static int client_config(lua_State *L) {
+    td_client *c = td_check_client(L, 1);
+    const td_config *cfg = &c->e->cfg;
+    lua_createtable(L, 0, 10);
+    td_set_num(L, "attempt_timeout", (lua_Number)cfg->attempt_timeout_ms / 1000);
+    td_set_num(L, "connect_timeout", (lua_Number)cfg->connect_timeout_ms / 1000);
+    td_set_int(L, "retries", cfg->retries);
+    td_set_num(L, "retry_base_delay", cfg->retry_base_delay);
+    td_set_num(L, "retry_max_delay", cfg->retry_max_delay);
+    td_set_num(L, "retry_max_wait", cfg->retry_max_wait);
+    td_set_int(L, "max_connections", cfg->max_connections);
+    td_set_int(L, "max_response_bytes", (lua_Integer)cfg->max_response_bytes);
+    td_set_str(L, "base_url", c->e->base_url);
+    return 1;
+}
+
 void td_run_init(lua_State *L, int methods) {
+    lua_pushcfunction(L, client_config);
+    lua_setfield(L, methods, "config");
     lua_pushcfunction(L, client_stats);
     lua_setfield(L, methods, "stats");
     lua_pushcfunction(L, client_poll);

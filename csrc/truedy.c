@@ -132,6 +132,39 @@ static int mod_sleep(lua_State *L) {
     return 0;
 }
 
+/* truedy.retry_delay(err, attempts, config) -> seconds to wait before the
+ * next attempt, or nil for none: the engine's own rule (policy.c) for
+ * layers that retry themselves (truedy.resty).  err: the last error
+ * (retryable, retry_after); attempts: how many were made; config: a
+ * client:config() table. */
+static int mod_retry_delay(lua_State *L) {
+    double delay, server_wait = -1;
+    int attempts = (int)luaL_checkinteger(L, 2), retryable;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 1, "retryable");
+    retryable = lua_toboolean(L, -1);
+    lua_getfield(L, 1, "retry_after");
+    if (lua_type(L, -1) == LUA_TNUMBER)
+        server_wait = lua_tonumber(L, -1);
+    lua_getfield(L, 3, "retries");
+    lua_getfield(L, 3, "retry_base_delay");
+    lua_getfield(L, 3, "retry_max_delay");
+    lua_getfield(L, 3, "retry_max_wait");
+    if (!retryable) {
+        lua_pushnil(L);
+        return 1;
+    }
+    delay = td_policy_delay(attempts, (int)luaL_checknumber(L, -4), luaL_checknumber(L, -3),
+                            luaL_checknumber(L, -2), luaL_checknumber(L, -1), server_wait,
+                            td_random01());
+    if (delay < 0)
+        lua_pushnil(L);
+    else
+        lua_pushnumber(L, delay);
+    return 1;
+}
+
 /* Parts written in Lua, loaded when first read: truedy.follow. */
 static int module_index(lua_State *L) {
     const char *key = lua_tostring(L, 2);
@@ -153,6 +186,7 @@ int luaopen_truedy(lua_State *L) {
         {"is_terminal", mod_is_terminal},
         {"options", mod_options},
         {"now", mod_now},
+        {"retry_delay", mod_retry_delay},
         {"sleep", mod_sleep},
         {NULL, NULL},
     };
