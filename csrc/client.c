@@ -197,26 +197,25 @@ static char *concat3(const char *a, const char *b, const char *c) {
     return d;
 }
 
+/* Chain lines[0..n) into the list nodes l[0..n). */
+static void chain(struct curl_slist *l, char *const *lines, int n) {
+    int i;
+    for (i = 0; i < n; i++) {
+        l[i].data = lines[i];
+        l[i].next = i + 1 < n ? &l[i + 1] : NULL;
+    }
+}
+
 static void link_headers(td_engine *e) {
-    struct curl_slist *post = e->hdr_post, *get = e->hdr_get;
-    post[0].data = e->auth_line;
-    post[1].data = e->ua_line;
-    post[2].data = accept_line;
-    post[3].data = ctype_line;
-    post[4].data = expect_line;
-    post[0].next = &post[1];
-    post[1].next = &post[2];
-    post[2].next = &post[3];
-    post[3].next = &post[4];
-    post[4].next = NULL;
-    get[0].data = e->auth_line;
-    get[1].data = e->ua_line;
-    get[2].data = accept_line;
-    get[3].data = expect_line;
-    get[0].next = &get[1];
-    get[1].next = &get[2];
-    get[2].next = &get[3];
-    get[3].next = NULL;
+    char *post[5];
+    post[0] = e->auth_line;
+    post[1] = e->ua_line;
+    post[2] = accept_line;
+    post[3] = ctype_line;
+    post[4] = expect_line;
+    chain(e->hdr_post, post, 4);
+    chain(e->hdr_post_large, post, 5);
+    chain(e->hdr_get, post, 3);
 }
 
 /* truedy.new([opts]) -> client | nil, err */

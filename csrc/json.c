@@ -450,43 +450,243 @@ static void normalise(lua_State *L, int idx, int depth, const char *secret) {
     }
 }
 
-/* Read off the raw text whether the walk has anything to do: a null, a
- * number (whole numbers change type on 5.3+), a \u escape (it could spell
- * the secret), or the secret itself. */
-static int walk_needed(const char *s, size_t n, const char *secret) {
+#if TD_HAS_INTEGERS
+/* Is there a number outside strings (whole ones change type on 5.3+)? */
+static int has_number(const char *s, size_t n) {
     size_t i;
     int in_string = 0;
     for (i = 0; i < n; i++) {
         char c = s[i];
         if (in_string) {
-            if (c == '\\') {
-                if (i + 1 < n && s[i + 1] == 'u' && secret != NULL)
-                    return 1;
+            if (c == '\\')
                 i++;
-            } else if (c == '"') {
+            else if (c == '"')
                 in_string = 0;
-            }
         } else if (c == '"') {
             in_string = 1;
-        } else if (c == 'n') { /* the only bare word starting with n is null */
+        } else if ((c >= '0' && c <= '9') || c == '-') {
             return 1;
         }
-#if TD_HAS_INTEGERS
-        else if ((c >= '0' && c <= '9') || c == '-') {
-            return 1;
-        }
-#endif
     }
-    return secret != NULL && td_find_key(s, n, 0, secret, strlen(secret)) < n;
+    return 0;
+}
+#endif
+
+/* Does the text contain the two-byte sequence a b?  memchr jumps to each
+ * `a` (glibc's memmem is several times slower on texts this short). */
+static int has_pair(const char *s, size_t n, char a, char b) {
+    const char *p = s, *end = s + n;
+    while (p + 1 < end && (p = memchr(p, a, (size_t)(end - p - 1))) != NULL) {
+        if (p[1] == b)
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
+static int has_null(const char *s, size_t n) {
+    const char *p = s, *end = s + n;
+    while (p + 3 < end && (p = memchr(p, 'n', (size_t)(end - p - 3))) != NULL) {
+        if (p[1] == 'u' && p[2] == 'l' && p[3] == 'l')
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
+/* ---- dropping null members before decoding ---------------------------- */
+
+/* What the stripped text still holds that the walk would change. */
+enum { HAS_NUMBER = 1, HAS_U_ESCAPE = 2 };
+
+#define STRIP_MAX 4096 /* larger texts (long lists) are decoded as they are, then walked */
+
+static size_t skip_ws(const char *s, size_t n, size_t i) {
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+        i++;
+    return i;
+}
+
+/* Copy the string token at s[i] (a '"') to out; returns the index after
+ * it, or 0 when it does not end. */
+static size_t copy_string(const char *s, size_t n, size_t i, char *out, size_t *o, int *flags) {
+    size_t start = i++;
+    while (i < n && s[i] != '"') {
+        if (s[i] == '\\') {
+            if (i + 1 < n && s[i + 1] == 'u')
+                *flags |= HAS_U_ESCAPE;
+            i++;
+        }
+        i++;
+    }
+    if (i >= n)
+        return 0;
+    i++;
+    memcpy(out + *o, s + start, i - start);
+    *o += i - start;
+    return i;
+}
+
+/* Is the literal word at s[i] exactly `word`?  Returns the index after it, or 0. */
+static size_t literal(const char *s, size_t n, size_t i, const char *word) {
+    size_t k = strlen(word);
+    if (i + k > n || memcmp(s + i, word, k) != 0)
+        return 0;
+    if (i + k < n && ((s[i + k] >= 'a' && s[i + k] <= 'z') || (s[i + k] >= '0' && s[i + k] <= '9')))
+        return 0;
+    return i + k;
+}
+
+/* Copy the JSON text s[0..n) to out (at least n bytes) without the object
+ * members whose value is null: lua-cjson then has fewer entries to build
+ * and the walk nothing to delete.  Nulls inside arrays stay (positions
+ * matter).  Whitespace outside strings is dropped.  Returns the length
+ * written, or -1 when the text is not what this scanner expects (invalid
+ * JSON, too deep): the caller then decodes the text as it is, and walks. */
+static long strip_null_members(const char *s, size_t n, char *out, int *flags) {
+    char kind[TD_DECODE_MAX_DEPTH + 1];  /* '{' or '[' per open level */
+    int count[TD_DECODE_MAX_DEPTH + 1];  /* members or items written at that level */
+    int depth = 0;
+    size_t i = 0, o = 0, mark;
+    *flags = 0;
+    goto value;
+
+value: /* a value starts here */
+    i = skip_ws(s, n, i);
+    if (i >= n)
+        return -1;
+    switch (s[i]) {
+    case '{':
+    case '[':
+        if (depth == TD_DECODE_MAX_DEPTH)
+            return -1;
+        kind[++depth] = s[i];
+        count[depth] = 0;
+        out[o++] = s[i++];
+        i = skip_ws(s, n, i);
+        if (i < n && s[i] == (kind[depth] == '{' ? '}' : ']')) { /* empty */
+            out[o++] = s[i++];
+            depth--;
+            goto after_value;
+        }
+        if (kind[depth] == '{')
+            goto member;
+        count[depth] = 1;
+        goto value;
+    case '"':
+        if ((i = copy_string(s, n, i, out, &o, flags)) == 0)
+            return -1;
+        goto after_value;
+    case 't':
+    case 'f':
+    case 'n': {
+        const char *word = s[i] == 't' ? "true" : s[i] == 'f' ? "false" : "null";
+        size_t end = literal(s, n, i, word);
+        if (end == 0)
+            return -1;
+        memcpy(out + o, word, end - i);
+        o += end - i;
+        i = end;
+        goto after_value;
+    }
+    default:
+        if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return -1;
+        *flags |= HAS_NUMBER;
+        while (i < n && ((s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '+' ||
+                         s[i] == '.' || s[i] == 'e' || s[i] == 'E'))
+            out[o++] = s[i++];
+        goto after_value;
+    }
+
+member: /* in an object, a "key": value member starts here */
+    i = skip_ws(s, n, i);
+    if (i >= n || s[i] != '"')
+        return -1;
+    mark = o; /* rewound here if the value is null */
+    if (count[depth] > 0)
+        out[o++] = ',';
+    if ((i = copy_string(s, n, i, out, &o, flags)) == 0)
+        return -1;
+    i = skip_ws(s, n, i);
+    if (i >= n || s[i] != ':')
+        return -1;
+    out[o++] = ':';
+    i = skip_ws(s, n, i + 1);
+    if (i < n && s[i] == 'n') {
+        size_t end = literal(s, n, i, "null");
+        if (end == 0)
+            return -1;
+        o = mark; /* the member is dropped */
+        i = end;
+        goto after_member;
+    }
+    count[depth]++;
+    goto value;
+
+after_value: /* a value just ended */
+    if (depth == 0) {
+        i = skip_ws(s, n, i);
+        return i == n ? (long)o : -1;
+    }
+    if (kind[depth] == '{')
+        goto after_member;
+    i = skip_ws(s, n, i);
+    if (i < n && s[i] == ',') {
+        out[o++] = ',';
+        i++;
+        count[depth]++;
+        goto value;
+    }
+    if (i < n && s[i] == ']') {
+        out[o++] = s[i++];
+        depth--;
+        goto after_value;
+    }
+    return -1;
+
+after_member: /* in an object, after a member (written or dropped) */
+    i = skip_ws(s, n, i);
+    if (i < n && s[i] == ',') {
+        i++;
+        goto member;
+    }
+    if (i < n && s[i] == '}') {
+        out[o++] = s[i++];
+        depth--;
+        goto after_value;
+    }
+    return -1;
 }
 
 int td_json_decode(lua_State *L, const char *s, size_t n, const char *secret) {
-    int status;
+    int status, flags = 0, walk;
+    const char *redact;
+    char stripped[STRIP_MAX];
+    long sn = -1;
     if (n > 0 && memchr(s, '\0', n) != NULL) {
         /* never valid JSON, and lua-cjson would stop reading at it: what
          * follows would be silently ignored */
         lua_pushliteral(L, "a NUL byte in the text");
         return 0;
+    }
+    /* The caller redacted the raw text: only a \u escape could spell the
+     * secret in a decoded string now.  The walk runs only when the text
+     * shows it has something to do. */
+    if (n > 0 && n <= STRIP_MAX)
+        sn = strip_null_members(s, n, stripped, &flags);
+    if (sn >= 0) {
+        s = stripped;
+        n = (size_t)sn;
+        redact = secret != NULL && (flags & HAS_U_ESCAPE) ? secret : NULL;
+        walk = redact != NULL || (TD_HAS_INTEGERS && (flags & HAS_NUMBER));
+    } else {
+        redact = secret != NULL && has_pair(s, n, '\\', 'u') ? secret : NULL;
+        walk = redact != NULL || has_null(s, n)
+#if TD_HAS_INTEGERS
+               || has_number(s, n)
+#endif
+            ;
     }
     td_rawgetp(L, LUA_REGISTRYINDEX, &decode_key);
     lua_pushlstring(L, s, n);
@@ -501,9 +701,9 @@ int td_json_decode(lua_State *L, const char *s, size_t n, const char *secret) {
         return 0;
     }
     if (lua_type(L, -1) == LUA_TTABLE) {
-        if (walk_needed(s, n, secret))
-            normalise(L, -1, 0, secret);
-    } else if (lua_type(L, -1) == LUA_TSTRING && secret != NULL) {
+        if (walk)
+            normalise(L, -1, 0, redact);
+    } else if (lua_type(L, -1) == LUA_TSTRING && redact != NULL) {
         if (push_redacted(L, -1, secret))
             lua_remove(L, -2);
     }

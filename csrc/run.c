@@ -96,8 +96,12 @@ int td_run_prepare(lua_State *L, const td_endpoint *ep, int arg, const td_settin
     /* every create carries a key, so a retry can never dial twice */
     if (ep->creates && r->idem_key[0] == '\0')
         td_uuid4(r->idem_key);
-    if (r->idem_key[0])
-        snprintf(r->key_line, sizeof r->key_line, "X-Idempotency-Key: %s", r->idem_key);
+    if (r->idem_key[0]) { /* "X-Idempotency-Key: <key>", built without printf */
+        static const char name[] = "X-Idempotency-Key: ";
+        size_t klen = strlen(r->idem_key);
+        memcpy(r->key_line, name, sizeof name - 1);
+        memcpy(r->key_line + sizeof name - 1, r->idem_key, klen + 1);
+    }
     return 0;
 }
 

@@ -55,6 +55,9 @@ static int header_is(const char *line, size_t n, const char *name, size_t *vstar
 static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata) {
     td_req *r = userdata;
     size_t n = size * nmemb, v;
+    char first = n > 0 ? (char)(line[0] | 0x20) : 0; /* lower case: skip most lines at once */
+    if (first != 'h' && first != 'c' && first != 'x' && first != 'r')
+        return n;
     if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
         /* a new response (after a 100 Continue, say): forget the last one */
         r->a.content_type[0] = '\0';
@@ -169,6 +172,7 @@ void td_slot_cleanup(td_slot *slot) {
 /* A new easy handle with everything that never changes. */
 int td_slot_init(td_engine *e, td_slot *slot) {
     CURLcode rc = CURLE_OK;
+    slot->target[0] = '\0';
     slot->easy = curl_easy_init();
     slot->url = curl_url_dup(e->base);
     if (slot->easy == NULL || slot->url == NULL) {
@@ -243,14 +247,47 @@ static void attempt_reset(td_req *r) {
     r->a.errbuf[0] = '\0';
 }
 
+/* Does the slot's URL already have r's path and query?  (Placing calls
+ * one after another sets the same path each time: skip libcurl's work.) */
+static int same_target(const td_slot *slot, const td_req *r) {
+    size_t p = r->path.len, q = r->query.len;
+    return slot->target[0] != '\0' && p + 1 + q < sizeof slot->target &&
+           memcmp(slot->target, r->path.data, p) == 0 && slot->target[p] == '?' &&
+           (q == 0 || memcmp(slot->target + p + 1, r->query.data, q) == 0) &&
+           slot->target[p + 1 + q] == '\0';
+}
+
+static void remember_target(td_slot *slot, const td_req *r) {
+    size_t p = r->path.len, q = r->query.len;
+    if (p + 1 + q >= sizeof slot->target)
+        return; /* too long to remember: set every time */
+    memcpy(slot->target, r->path.data, p);
+    slot->target[p] = '?';
+    if (q)
+        memcpy(slot->target + p + 1, r->query.data, q);
+    slot->target[p + 1 + q] = '\0';
+}
+
+/* libcurl asks for "100-continue" only for bodies over 1 MiB (7.88; 1 KiB
+ * in older versions): below that, the "Expect:" that turns it off would
+ * only be one more custom header for libcurl to scan on every request. */
+#define EXPECT_THRESHOLD 1024
+
 static int set_attempt_options(td_req *r) {
     CURL *easy = r->slot.easy;
     CURLcode rc = CURLE_OK;
     int post = r->ep->method[0] == 'P';
-    if (curl_url_set(r->slot.url, CURLUPART_PATH, r->path.data, 0) != CURLUE_OK ||
-        curl_url_set(r->slot.url, CURLUPART_QUERY, r->query.len ? r->query.data : NULL, 0) !=
-            CURLUE_OK)
-        return -1;
+    struct curl_slist *constant = !post ? r->e->hdr_get
+                                  : r->body.len > EXPECT_THRESHOLD ? r->e->hdr_post_large
+                                                                  : r->e->hdr_post;
+    if (!same_target(&r->slot, r)) {
+        r->slot.target[0] = '\0';
+        if (curl_url_set(r->slot.url, CURLUPART_PATH, r->path.data, 0) != CURLUE_OK ||
+            curl_url_set(r->slot.url, CURLUPART_QUERY, r->query.len ? r->query.data : NULL, 0) !=
+                CURLUE_OK)
+            return -1;
+        remember_target(&r->slot, r);
+    }
     rc |= curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
     rc |= curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
     rc |= curl_easy_setopt(easy, CURLOPT_PRIVATE, r);
@@ -258,10 +295,10 @@ static int set_attempt_options(td_req *r) {
     rc |= curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     if (r->idem_key[0]) {
         r->key_node.data = r->key_line;
-        r->key_node.next = post ? r->e->hdr_post : r->e->hdr_get;
+        r->key_node.next = constant;
         rc |= curl_easy_setopt(easy, CURLOPT_HTTPHEADER, &r->key_node);
     } else {
-        rc |= curl_easy_setopt(easy, CURLOPT_HTTPHEADER, post ? r->e->hdr_post : r->e->hdr_get);
+        rc |= curl_easy_setopt(easy, CURLOPT_HTTPHEADER, constant);
     }
     if (post) {
         rc |= curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);

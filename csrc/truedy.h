@@ -147,9 +147,11 @@ int td_json_encode_object(lua_State *L, int idx, int count, td_buf *out, td_path
 /* Decode JSON text with the private lua-cjson instance, then normalise:
  * null in objects -> key absent, null in arrays -> truedy.null, whole
  * numbers below 2^53 -> integers (5.3+; larger ones stay floats, never a
- * wrong integer), and every string (values and keys) that holds `secret`
- * gets it replaced by "[redacted]" (secret may be NULL).  The walk is
- * skipped when the raw text shows it has nothing to do.  On success pushes
+ * wrong integer), and every decoded string (values and keys) that holds
+ * `secret` gets it replaced by "[redacted]" (secret may be NULL).  The
+ * caller has already redacted the secret from the raw text (td_redact):
+ * only a \u escape can spell it in a decoded string.  The walk is skipped
+ * when the raw text shows it has nothing to do.  On success pushes
  * the value and returns 1; on failure pushes a message and returns 0.
  * Raises only on out of memory. */
 int td_json_decode(lua_State *L, const char *s, size_t n, const char *secret);
@@ -252,6 +254,7 @@ typedef struct td_config {
 typedef struct td_slot {
     CURL *easy;
     CURLU *url;
+    char target[160];         /* the path?query last set on url ("" when unknown) */
 } td_slot;
 
 typedef struct td_sock {
@@ -335,8 +338,11 @@ struct td_engine {
     char *base_url;           /* normalised, without trailing slash: for tostring */
     char *base_path;          /* its path, without trailing slash ("" for none) */
     CURLU *base;              /* the parsed base URL, copied into every slot */
-    struct curl_slist hdr_post[5]; /* the constant headers, built once */
-    struct curl_slist hdr_get[4];
+    /* the constant headers, built once.  "Expect:" (no 100-continue round
+     * trip) only where libcurl could add one: larger POST bodies. */
+    struct curl_slist hdr_post[4];
+    struct curl_slist hdr_post_large[5];
+    struct curl_slist hdr_get[3];
     CURLM *multi;
     CURLSH *share;
     td_slot pool[TD_POOL_MAX];

@@ -339,13 +339,24 @@ void td_fail_set(td_fail *f, const td_path *p, const char *fmt, ...) {
 
 /* ---- redaction ------------------------------------------------------------ */
 
+/* The byte of the key to look for first: an upper-case letter or a digit
+ * (rare in JSON and headers, unlike the 't' every key starts with). */
+static size_t key_anchor(const char *key, size_t klen) {
+    size_t i;
+    for (i = 0; i < klen; i++)
+        if ((key[i] >= 'A' && key[i] <= 'Z') || (key[i] >= '0' && key[i] <= '9'))
+            return i;
+    return 0;
+}
+
 size_t td_find_key(const char *buf, size_t n, size_t from, const char *key, size_t klen) {
+    size_t a = key_anchor(key, klen);
     while (from + klen <= n) {
-        const char *hit = memchr(buf + from, key[0], n - klen + 1 - from);
+        const char *hit = memchr(buf + from + a, key[a], n - klen + 1 - from);
         if (hit == NULL)
             break;
-        from = (size_t)(hit - buf);
-        if (memcmp(hit, key, klen) == 0)
+        from = (size_t)(hit - buf) - a;
+        if (memcmp(buf + from, key, klen) == 0)
             return from;
         from++;
     }
