@@ -511,17 +511,24 @@ static size_t skip_ws(const char *s, size_t n, size_t i) {
  * it, or 0 when it does not end. */
 static size_t copy_string(const char *s, size_t n, size_t i, char *out, size_t *o, int *flags) {
     size_t start = i++;
-    while (i < n && s[i] != '"') {
-        if (s[i] == '\\') {
-            if (i + 1 < n && s[i + 1] == 'u')
-                *flags |= HAS_U_ESCAPE;
-            i++;
+    for (;;) {
+        /* the next quote; a backslash before it means escapes to read */
+        const char *quote = memchr(s + i, '"', n - i);
+        const char *slash;
+        if (quote == NULL)
+            return 0;
+        slash = memchr(s + i, '\\', (size_t)(quote - (s + i)));
+        if (slash == NULL) {
+            i = (size_t)(quote - s) + 1;
+            break;
         }
-        i++;
+        i = (size_t)(slash - s);
+        if (i + 1 >= n)
+            return 0;
+        if (s[i + 1] == 'u')
+            *flags |= HAS_U_ESCAPE;
+        i += 2; /* the escaped character (an escaped quote included) */
     }
-    if (i >= n)
-        return 0;
-    i++;
     memcpy(out + *o, s + start, i - start);
     *o += i - start;
     return i;

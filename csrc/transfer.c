@@ -353,9 +353,12 @@ void td_transfer_end(td_engine *e, td_req *r, CURLcode result) {
         td_redact(r->resp.data, &r->resp.len, e->api_key);
         if (r->resp.data)
             r->resp.data[r->resp.len] = '\0';
-        td_redact_cstr(r->a.content_type, e->api_key);
-        td_redact_cstr(r->a.request_id, e->api_key);
-        td_redact_cstr(r->a.errbuf, e->api_key);
+        if (r->a.content_type[0])
+            td_redact_cstr(r->a.content_type, e->api_key);
+        if (r->a.request_id[0])
+            td_redact_cstr(r->a.request_id, e->api_key);
+        if (r->a.errbuf[0])
+            td_redact_cstr(r->a.errbuf, e->api_key);
     }
 }
 
