@@ -197,3 +197,31 @@ print-%:
 
 clean:
 	rm -rf build
+
+# libFuzzer targets (spec/fuzz/): the response path (status, headers, body ->
+# envelope or error, with a differential check of the null stripping) and the
+# create_call params encoder.  Each runs FUZZ_SECONDS (default 180) from the
+# seeds in spec/fuzz/corpus/<target> (kept in the repository); what it finds
+# new goes to build/fuzz/corpus-<target>.  Not part of make test.
+FUZZ_SECONDS ?= 180
+FUZZ_BUILD   := build/fuzz
+FUZZ_FLAGS   := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all $(shell $(PKG_CONFIG) --cflags lua5.4) $(CURL_CFLAGS) $(CRYPTO_CFLAGS)
+FUZZ_LIBS    := $(shell $(PKG_CONFIG) --libs lua5.4) $(CURL_LIBS) $(CRYPTO_LIBS) -lpthread -lm
+FUZZ_TARGETS := outcome params
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+$(FUZZ_BUILD)/fuzz_%: spec/fuzz/fuzz_%.c spec/fuzz/harness.h $(SRCS) $(HDRS)
+	@mkdir -p $(FUZZ_BUILD)
+	clang -std=c99 $(WARN) -Werror $(FUZZ_FLAGS) -o $@ $< $(SRCS) $(FUZZ_LIBS)
+
+fuzz:
+	@scripts/ensure-deps fuzz
+	@$(MAKE) --no-print-directory fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus-$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/$$t- $(FUZZ_BUILD)/corpus-$$t spec/fuzz/corpus/$$t; \
+	done

@@ -534,6 +534,12 @@ static size_t copy_string(const char *s, size_t n, size_t i, char *out, size_t *
     return i;
 }
 
+/* Switch null stripping off and on (the differential fuzz target compares
+ * both ways of decoding). */
+static int strip_enabled = 1;
+
+void td_json_set_strip(int on) { strip_enabled = on; }
+
 /* Is the literal word at s[i] exactly `word`?  Returns the index after it, or 0. */
 static size_t literal(const char *s, size_t n, size_t i, const char *word) {
     size_t k = strlen(word);
@@ -621,9 +627,14 @@ member: /* in an object, a "key": value member starts here */
     out[o++] = ':';
     i = skip_ws(s, n, i + 1);
     if (i < n && s[i] == 'n') {
-        size_t end = literal(s, n, i, "null");
+        size_t end = literal(s, n, i, "null"), k;
         if (end == 0)
             return -1;
+        /* a dropped key must be plainly valid (no escape, no control byte):
+         * dropping it must never turn invalid JSON into valid JSON */
+        for (k = mark + (count[depth] > 0) + 1; k + 2 < o; k++)
+            if ((unsigned char)out[k] < 0x20 || out[k] == '\\')
+                return -1;
         o = mark; /* the member is dropped */
         i = end;
         goto after_member;
@@ -680,7 +691,7 @@ int td_json_decode(lua_State *L, const char *s, size_t n, const char *secret) {
     /* The caller redacted the raw text: only a \u escape could spell the
      * secret in a decoded string now.  The walk runs only when the text
      * shows it has something to do. */
-    if (n > 0 && n <= STRIP_MAX)
+    if (strip_enabled && n > 0 && n <= STRIP_MAX)
         sn = strip_null_members(s, n, stripped, &flags);
     if (sn >= 0) {
         s = stripped;

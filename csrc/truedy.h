@@ -156,6 +156,9 @@ int td_json_encode_object(lua_State *L, int idx, int count, td_buf *out, td_path
  * Raises only on out of memory. */
 int td_json_decode(lua_State *L, const char *s, size_t n, const char *secret);
 void td_json_init(lua_State *L);           /* at luaopen: loads cjson */
+/* Null members dropped from the text before decoding (on by default); the
+ * differential fuzz target decodes both ways. */
+void td_json_set_strip(int on);
 int td_is_null(lua_State *L, int idx);
 /* "a string", "a table", "truedy.null"...: for messages about a value */
 const char *td_type_phrase(lua_State *L, int idx);
