@@ -142,8 +142,9 @@ expect("list_calls(bad limit)", res == nil and errfield(err, "kind") == "invalid
 -- nearly every run some string filter comes before the bad name)
 oom.step("list_calls(non-string filter name)")
 local ok, msg
-for _, name in ipairs { "a", "b", "c", "d", "e", "f", "g", "h" } do
-  ok, msg = pcall(client.list_calls, client, { [name] = "x", [name .. name] = "y", [2.5] = "z" })
+for _, names in ipairs { { "status", "agent_id" }, { "direction", "status" }, { "agent_id", "direction" },
+                         { "created_after", "status" }, { "created_before", "agent_id" } } do
+  ok, msg = pcall(client.list_calls, client, { [names[1]] = "x", [names[2]] = "y", [2.5] = "z" })
   if not expect("list_calls(non-string filter name)",
       not ok and tostring(msg):find("filter names must be strings", 1, true) or (not ok and oom.injected()),
       nil, "list_calls did not raise: " .. tostring(msg)) then
@@ -175,7 +176,59 @@ expect("abandoned client", data_of(res) ~= nil, err)
 abandoned = nil -- luacheck: ignore 311
 collectgarbage()
 
--- 10. close
+-- 10. the asynchronous engine: started calls, callbacks, a handle dropped
+--     in flight, cancel, a client closed from a callback and from __index
+oom.step("start_call")
+local finished = {}
+local h1, h1err = client:start_call(params, { on_done = function(r, e) finished[#finished + 1] = r or e end })
+expect("start_call", h1 ~= nil, h1err)
+oom.step("start_get_call")
+local h2 = client:start_get_call(call_id)
+oom.step("start_list_calls (dropped in flight)")
+client:start_list_calls({ limit = 1 }) -- nobody keeps it: the client anchors it
+collectgarbage()
+oom.step("poll")
+for _ = 1, 200 do
+  client:poll(0.05)
+  if client:pending() == 0 then break end
+end
+expect("poll", client:pending() == 0, nil, "calls still pending after the poll loop")
+oom.step("handle results")
+if h1 then
+  res, err = h1:result()
+  expect("handle results", data_of(res) ~= nil and #finished == 1, err)
+end
+if h2 then
+  res, err = h2:wait(5)
+  expect("handle results", data_of(res) ~= nil, err)
+end
+oom.step("cancel (queued)")
+local h3 = client:start_call(params, { delay = 60 })
+if h3 then
+  expect("cancel (queued)", h3:state() == "queued" and h3:cancel() == true, nil, "cancel of a queued call")
+  res, err = h3:result()
+  expect("cancel (queued)", res == nil and errfield(err, "kind") == "cancelled", err)
+end
+oom.step("close from on_done")
+do
+  local c4 = truedy.new { api_key = api_key, base_url = base_url, max_retries = 0 }
+  local a = c4:start_get_call(call_id, { on_done = function() c4:close() end })
+  local b = c4:start_call(params, { delay = 30 })
+  for _ = 1, 200 do
+    c4:poll(0.05) -- an error raised in the callback (out of memory) comes out here
+    if a and a:done() then break end
+  end
+  expect("close from on_done", tostring(c4) == "truedy.client (closed)" and (b == nil or b:done()),
+    nil, "the client was not closed by the callback")
+end
+oom.step("close from __index")
+do
+  local c5 = truedy.new { api_key = api_key, base_url = base_url, max_retries = 0 }
+  res, err = c5:get_call(call_id, setmetatable({}, { __index = function() c5:close() end }))
+  expect("close from __index", res == nil and errfield(err, "kind") == "cancelled", err)
+end
+
+-- 11. close
 oom.step("client:close")
 client:close()
 expect("client:close", tostring(client) == "truedy.client (closed)", nil, "tostring of a closed client")
