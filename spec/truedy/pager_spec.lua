@@ -4,60 +4,10 @@
 local helper = require "spec.support.helper"
 local emu = require "spec.emulator.emu"
 
-local LIST_PATH = "/api/public/v1/calls"
+local listing = require "spec.support.listing"
 
--- The list requests truedy sent, oldest first: their decoded query strings.
-local function list_queries()
-  local out = {}
-  for _, entry in ipairs(helper.journal("GET", LIST_PATH)) do
-    local q = {}
-    if not entry.headers["user-agent"]:find("^truedy%-lua/") then q = nil end
-    if q then
-      for k, v in (entry.query or ""):gmatch("([^&=]+)=([^&]*)") do q[k] = v end
-      out[#out + 1] = q
-    end
-  end
-  return out
-end
-
--- Drives the client until the emulator holds a request (a hold fault): the sign it arrived.
-local function poll_until_held(client)
-  return emu.eventually(function()
-    client:poll(0.01)
-    return #emu.held() >= 1
-  end, 10, 0)
-end
-
--- Creates n calls on the engine, n at once; returns their ids, oldest first.
-local function create_calls(client, n)
-  local handles = {}
-  for i = 1, n do handles[i] = assert(client:start_call(helper.params())) end
-  local ids = {}
-  for i, h in ipairs(handles) do
-    local res = assert(h:wait(10))
-    ids[i] = res.data.id
-  end
-  return ids
-end
-
--- The ids of the calls the API lists (newest first), straight from the emulator.
-local function listed_ids()
-  local ids = {}
-  for i, call in ipairs(helper.list_calls_raw()) do ids[i] = call.id end
-  return ids
-end
-
-local function ids_of(calls)
-  local ids = {}
-  for i, call in ipairs(calls) do ids[i] = call.id end
-  return ids
-end
-
-local function collect(iterator)
-  local calls = {}
-  for call in iterator do calls[#calls + 1] = call end
-  return calls
-end
+local list_queries, create_calls, listed_ids = listing.queries, listing.create_calls, listing.listed_ids
+local ids_of, collect, poll_until_held = listing.ids_of, listing.collect, listing.poll_until_held
 
 describe("client:each_call", function()
   before_each(function()
@@ -354,6 +304,27 @@ describe("client:start_each_call", function()
     assert.has_error(function() client:start_each_call({}, { on_call = print, sleep = print }) end,
       "start_each_call: unknown option 'sleep'")
     assert.are.equal(0, #helper.journal())
+  end)
+
+  it("a page answered 429 waits for the reset like any request, then the listing goes on", function()
+    local client = helper.client()
+    create_calls(client, 3)
+    local reset = helper.now() + 0.1
+    local given = {}
+    local p = assert(client:start_each_call({ limit = 2 }, {
+      on_page = function(_, page)
+        if page.pagination.offset == 0 then
+          helper.fault { method = "GET", path = "/calls", type = "status", status = 429,
+            details = { limit = 100, reset_at = listing.iso8601(reset) } }
+        end
+      end,
+      on_call = function(call) given[#given + 1] = call.id end,
+    }))
+    assert.are.equal(3, p:wait(10))
+    assert.are.same(listed_ids(), given)
+    local gets = helper.journal("GET", "/api/public/v1/calls")
+    assert.are.same({ 200, 429, 200 }, { gets[1].status, gets[2].status, gets[3].status })
+    assert.is_true(helper.epoch(gets[3].ts) >= reset, "the retry came after the reset")
   end)
 
   it("p:wait(timeout) returns nothing when the time runs out first", function()
