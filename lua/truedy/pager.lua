@@ -40,6 +40,9 @@ end
 -- What list_calls takes per call, and what each form adds.
 local LIST_OPTIONS = name_set(truedy.options("call"), truedy.options("list"))
 local OWN_OPTIONS = { on_call = true, on_page = true, on_done = true }
+-- list_calls' filters (checked in C), for a clearer message when one is given as an option
+local FILTERS = { status = true, direction = true, agent_id = true, limit = true, offset = true,
+  created_after = true, created_before = true }
 
 local function fail(kind, message, extra)
   local err = { kind = kind, message = message, retryable = false, attempts = 0 }
@@ -73,6 +76,8 @@ local function new_state(fname, filters, options, start)
         error(("%s: option '%s' must be a function"):format(fname, name), 3)
       end
       st[name] = value
+    elseif FILTERS[name] then
+      error(("%s: '%s' is a filter, not an option: %s({ %s = ... } [, options])"):format(fname, name, fname, name), 3)
     else
       error(("%s: unknown option '%s'"):format(fname, name), 3)
     end

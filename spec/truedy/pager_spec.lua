@@ -113,6 +113,8 @@ describe("client:each_call", function()
     assert.has_error(function() client:each_call({}, { timout = 1 }) end, "each_call: unknown option 'timout'")
     assert.has_error(function() client:each_call({}, { on_call = print }) end, "each_call: unknown option 'on_call'")
     assert.has_error(function() client:each_call("ended") end, "each_call: filters must be a table, got string")
+    assert.has_error(function() client:each_call({}, { limit = 5 }) end,
+      "each_call: 'limit' is a filter, not an option: each_call({ limit = ... } [, options])")
     assert.has_error(function() client:each_call({}, { query = { offset = 4 } }) end)
     assert.has_error(function() client:each_call { colour = "red" }() end)
     assert.are.equal(0, #helper.journal())
