@@ -128,7 +128,7 @@ local function take_page(st, res)
       { offset = st.offset })
   end
   local n = #data
-  local ids, fresh, same = {}, {}, st.previous ~= nil and n == #st.previous and n > 0
+  local ids, fresh, same = {}, {}, n > 0 and n == st.previous_n
   local seen = st.previous_set or {}
   for i = 1, n do
     local call = data[i]
@@ -147,7 +147,7 @@ local function take_page(st, res)
   for i = 1, n do
     if ids[i] ~= nil then set[ids[i]] = true end
   end
-  st.previous, st.previous_set, st.previous_offset = ids, set, st.offset
+  st.previous, st.previous_n, st.previous_set, st.previous_offset = ids, n, set, st.offset
   st.offset = st.offset + n
   st.pages = st.pages + 1
   return fresh, more
