@@ -51,6 +51,7 @@ build = {
       libraries = { "curl", "crypto", "pthread", "m" },
     },
     ["truedy.follow"] = "lua/truedy/follow.lua",
+    ["truedy.batch"] = "lua/truedy/batch.lua",
     ["truedy.resty"] = "lua/truedy/resty.lua",
     ["truedy.resty.gate"] = "lua/truedy/resty/gate.lua",
     ["truedy.resty.thread"] = "lua/truedy/resty/thread.lua",
