@@ -9,10 +9,11 @@
 --   BATCH_ID       names the batch (default: the file's name without .csv; "stdin" for -).
 --   TRUEDY_API_KEY, TRUEDY_BASE_URL, TRUEDY_AGENT_ID   as for examples/create_call.lua.
 --
--- Out, on stdout: row,phone_number,call_id,status,error, one line a contact, in input order
--- (a refused or failed contact has its error and no call id; the exit status is 0 whenever
--- every contact got its line).  While it runs, stderr shows a progress line when it is a
--- terminal (TRUEDY_PROGRESS=1 forces it, one line per contact).
+-- Out, on stdout: row,phone_number,call_id,status,error, one line a contact, in input order,
+-- each as soon as the rows before it are done (a refused or failed contact has its error and
+-- no call id; the exit status is 0 whenever every contact got its line).  While it runs,
+-- stderr shows a progress line when it is a terminal (TRUEDY_PROGRESS=1 forces it, one line
+-- per contact).
 --
 -- Safe to run again: each contact's call carries the idempotency key BATCH_ID:ROW (or the
 -- contact's own key), so running the same command again, after a crash, a Ctrl-C or a lost
@@ -147,11 +148,32 @@ for i, c in ipairs(contacts) do rows[i] = c.row end
 
 local terminal = stderr_is_terminal()
 local show_progress = terminal or env("TRUEDY_PROGRESS") == "1"
+
+-- Lines go out in input order as soon as every row before them is done, so an interrupted
+-- run leaves a valid CSV of its first rows (and the rerun gives the same lines again).
+local finished, next_line = {}, 1
 local placed, failed = 0, 0
-local results = client:create_calls(rows, {
+print("row,phone_number,call_id,status,error")
+local function write_ready_lines()
+  while finished[next_line] do
+    local r = finished[next_line]
+    local call = r.res and r.res.data or {}
+    print(table.concat({ next_line, csv_field(contacts[next_line].phone), csv_field(call.id),
+      csv_field(call.status), csv_field(r.err and tostring(r.err)) }, ","))
+    finished[next_line] = nil
+    next_line = next_line + 1
+  end
+  io.stdout:flush()
+end
+
+client:create_calls(rows, {
   batch_id = batch_id,
   concurrency = 4,
-  on_result = function(_, res) if res then placed = placed + 1 else failed = failed + 1 end end,
+  on_result = function(i, res, err)
+    if res then placed = placed + 1 else failed = failed + 1 end
+    finished[i] = { res = res, err = err }
+    write_ready_lines()
+  end,
   on_progress = function(done, total)
     if show_progress then
       io.stderr:write(("%s%d/%d done: %d placed, %d failed%s"):format(terminal and "\r" or "", done, total,
@@ -160,10 +182,3 @@ local results = client:create_calls(rows, {
   end,
 })
 if show_progress and terminal then io.stderr:write("\n") end
-
-print("row,phone_number,call_id,status,error")
-for i, r in ipairs(results) do
-  local call = r.res and r.res.data or {}
-  print(table.concat({ i, csv_field(contacts[i].phone), csv_field(call.id), csv_field(call.status),
-    csv_field(r.err and tostring(r.err)) }, ","))
-end
