@@ -155,6 +155,16 @@ local function has_callbacks(b)
   return b.on_result ~= nil or b.on_progress ~= nil
 end
 
+-- The rows whose callbacks are due, in finishing order: b.ready[b.ready_next..].  Read
+-- from the front by index (table.remove(t, 1) would make a large batch quadratic).
+local function due(b)
+  return #b.ready - b.ready_next + 1
+end
+
+local function drop_due(b)
+  b.ready, b.ready_next = {}, 1
+end
+
 -- Records row i's result once (a cancelled row's handle still reports later: ignored).
 local function finish_row(b, i, res, err)
   if b.outcomes[i] then return end
@@ -286,9 +296,11 @@ flush = function(b)
   if b.flushing or not has_callbacks(b) then return end
   b.flushing = true
   local ok, err = true, nil
-  while #b.ready > 0 and not b.callbacks_off do
+  while due(b) > 0 and not b.callbacks_off do
     if is_closed(b.client) then break end
-    local i = table.remove(b.ready, 1)
+    local i = b.ready[b.ready_next]
+    b.ready_next = b.ready_next + 1
+    if due(b) == 0 then drop_due(b) end
     b.reported = b.reported + 1
     local r = b.outcomes[i]
     if b.on_result then ok, err = pcall(b.on_result, i, r.res, r.err, b) end
@@ -297,7 +309,7 @@ flush = function(b)
   end
   b.flushing = false
   if not ok then
-    if #b.ready > 0 then defer_flush(b) end
+    if due(b) > 0 then defer_flush(b) end
     error(err, 0)
   end
 end
@@ -305,7 +317,7 @@ end
 -- After client:close(): every row without a result gets the engine's "closed" error; the
 -- callbacks still queued are dropped, as the engine drops queued on_done callbacks.
 local function settle_if_closed(b)
-  if b.finished == b.total and #b.ready == 0 then return end
+  if b.finished == b.total and due(b) == 0 then return end
   if not is_closed(b.client) then return end
   b.stopped = true
   for i, h in pairs(b.handles) do
@@ -318,7 +330,7 @@ local function settle_if_closed(b)
     finish_row(b, i, nil, not_sent("the client was closed", row_key(b, i, own)))
   end
   b.next_row = b.total + 1
-  b.ready = {}
+  drop_due(b)
 end
 
 -- ---- the batch object ----------------------------------------------------------------------
@@ -326,7 +338,7 @@ end
 -- b:done() -> true once every row has its result and its callbacks ran.
 function Batch:done()
   settle_if_closed(self)
-  return self.finished == self.total and #self.ready == 0
+  return self.finished == self.total and due(self) == 0
 end
 
 -- b:progress() -> rows finished, rows in all
@@ -390,8 +402,8 @@ function Batch:cancel()
   end
   self.next_row = self.total + 1
   if self.callbacks_off then
-    self.ready = {}
-  elseif #self.ready > 0 and not self.flushing then
+    drop_due(self)
+  elseif due(self) > 0 and not self.flushing then
     defer_flush(self)
   end
   return true
@@ -414,12 +426,12 @@ local function new_batch(fname, client, rows, options)
     concurrency = o.concurrency, interval = o.interval, batch_id = o.batch_id,
     on_result = o.on_result, on_progress = o.on_progress,
     max_wait = client:config().retry_max_wait, -- also raises on a closed client
-    outcomes = {}, finished = 0, reported = 0, ready = {},
+    outcomes = {}, finished = 0, reported = 0, ready = {}, ready_next = 1,
     handles = {}, active = 0, next_row = 1,
   }, Batch)
   start_rows(b)
   -- rows refused at once are reported from the next poll, never from inside start_calls
-  if #b.ready > 0 then defer_flush(b) end
+  if due(b) > 0 then defer_flush(b) end
   return b
 end
 
