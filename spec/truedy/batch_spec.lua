@@ -49,6 +49,20 @@ local function warm_client(options)
   return client
 end
 
+-- Waits (bounded) until the emulator saw the client hang up on n held POSTs (499): proof
+-- that they were never processed, and that none of them can still be processed after the
+-- next spec's reset.
+local function assert_hung_up(n)
+  local ok = emu.eventually(function()
+    local count = 0
+    for _, entry in ipairs(helper.journal("POST")) do
+      if entry.held == "hung_up" and entry.status == 499 then count = count + 1 end
+    end
+    return count >= n
+  end, 10, 0.01)
+  assert.is_truthy(ok, n .. " held requests hung up\n" .. journal_lines())
+end
+
 -- Rate-limit specs count requests inside one window: start early in one.
 local function early_in_window(window, margin)
   local into = helper.now() % window
@@ -442,6 +456,8 @@ describe("batches", function()
     end
     assert.same({ "cancelled", "cancelled", "cancelled", "cancelled", "cancelled" }, reported)
     assert.equal(2, #helper.journal("POST"))
+    assert_hung_up(2)
+    assert.equal(0, calls_total())
   end)
 
   it("finishes with 'closed' errors when the client is closed mid-batch", function()
@@ -459,6 +475,7 @@ describe("batches", function()
     end
     assert.equal(0, calls, "a closed client runs no more callbacks")
     assert.is_false(b:cancel())
+    assert_hung_up(2)
   end)
 
   it("surfaces an error raised by on_result from poll, and goes on", function()
@@ -495,6 +512,8 @@ describe("batches", function()
         on_result = function(_, _, err) if err then error("stop the batch") end end })
     end, "stop the batch")
     assert.equal(0, client:pending())
+    assert_hung_up(1)
+    assert.equal(0, calls_total())
   end)
 
   it("can cancel itself from on_result (the fourth argument)", function()
