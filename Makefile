@@ -176,7 +176,7 @@ rock:
 	@scripts/ensure-deps rock
 	@scripts/make-rock $(ROCK_DIR)
 
-LUA_SRCS := lua/truedy/follow.lua lua/truedy/pager.lua lua/truedy/resty.lua
+LUA_SRCS := lua/truedy/follow.lua lua/truedy/pager.lua lua/truedy/batch.lua lua/truedy/resty.lua
 # truedy.resty's parts (OpenResty)
 LUA_RESTY_SRCS := lua/truedy/resty/gate.lua lua/truedy/resty/thread.lua
 

@@ -52,6 +52,7 @@ build = {
     },
     ["truedy.follow"] = "lua/truedy/follow.lua",
     ["truedy.pager"] = "lua/truedy/pager.lua",
+    ["truedy.batch"] = "lua/truedy/batch.lua",
     ["truedy.resty"] = "lua/truedy/resty.lua",
     ["truedy.resty.gate"] = "lua/truedy/resty/gate.lua",
     ["truedy.resty.thread"] = "lua/truedy/resty/thread.lua",
