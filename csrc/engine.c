@@ -270,13 +270,31 @@ void td_engine_unlink_completed(td_engine *e, td_req *r) {
     r->in_completed = 0;
 }
 
+/* Would r's next attempt wait out the client's 429 pause for longer than
+ * r allows (retry_max_wait)?  Then it gets the 429 now, not in an hour. */
+static int paused_too_long(const td_engine *e, const td_req *r, double now) {
+    double from = r->not_before > now ? r->not_before : now;
+    return e->pause_until - from > r->retry_max_wait;
+}
+
+static void stop_paused(td_engine *e, td_req *r, double now) {
+    double from = r->not_before > now ? r->not_before : now;
+    unlink_active(e, r);
+    r->stop = TD_STOP_PAUSED;
+    r->paused_for = e->pause_until - from;
+    push_completed(e, r); /* judged (as paused) by the next frame */
+}
+
 int td_engine_submit(td_engine *e, td_req *r) {
+    double now = td_monotonic();
     if (e->closed)
         return -1;
     r->refs++; /* the engine's, until DONE */
     r->held = 1;
     r->state = TD_QUEUED;
     link_active(e, r);
+    if (paused_too_long(e, r, now))
+        stop_paused(e, r, now);
     return 0;
 }
 
@@ -375,6 +393,10 @@ int td_engine_drive(td_engine *e, double wait, const void *frame) {
     if (e->closed || e->multi == NULL)
         return 0;
     start_due(e, now);
+    /* read the clock again: a transfer just added set libcurl's timer to
+     * "now", which the older reading would put a few microseconds ahead (and
+     * the wait, rounded up, at a whole millisecond) */
+    now = td_monotonic();
     if (has_work_for(e, frame))
         wait = 0;
     t = next_start(e, now);
@@ -431,10 +453,13 @@ int td_engine_drive(td_engine *e, double wait, const void *frame) {
 /* ---- decisions taken from Lua (run.c), carried out here -------------------------- */
 
 void td_engine_retry(td_engine *e, td_req *r, double delay) {
+    double now = td_monotonic();
     td_engine_unlink_completed(e, r);
     r->state = TD_WAITING;
-    r->not_before = td_monotonic() + delay;
+    r->not_before = now + delay;
     link_active(e, r);
+    if (paused_too_long(e, r, now))
+        stop_paused(e, r, now);
 }
 
 void td_engine_stop(td_engine *e, td_req *r, enum td_stop why) {
@@ -467,13 +492,8 @@ void td_engine_pause(td_engine *e, double seconds) {
     /* a request that would have to wait past its own limit gets the 429 now */
     for (r = e->active; r != NULL; r = next) {
         next = r->next;
-        if ((r->state == TD_QUEUED || r->state == TD_WAITING) &&
-            e->pause_until - now > r->retry_max_wait) {
-            unlink_active(e, r);
-            r->stop = TD_STOP_PAUSED;
-            r->paused_for = e->pause_until - now;
-            push_completed(e, r); /* judged (as paused) by the next frame */
-        }
+        if ((r->state == TD_QUEUED || r->state == TD_WAITING) && paused_too_long(e, r, now))
+            stop_paused(e, r, now);
     }
 }
 

@@ -193,7 +193,11 @@ int td_slot_init(td_engine *e, td_slot *slot) {
     rc |= curl_easy_setopt(slot->easy, CURLOPT_SSL_VERIFYPEER, 1L);
     rc |= curl_easy_setopt(slot->easy, CURLOPT_SSL_VERIFYHOST, 2L);
     rc |= curl_easy_setopt(slot->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    rc |= curl_easy_setopt(slot->easy, CURLOPT_PIPEWAIT, 1L);
+    /* wait for a connection that may multiplex only where one can: HTTP/2
+     * over TLS.  On plain http:// it would hold every other transfer of a
+     * fresh client until the first answer came back. */
+    if (!e->cfg.plain_http)
+        rc |= curl_easy_setopt(slot->easy, CURLOPT_PIPEWAIT, 1L);
     rc |= curl_easy_setopt(slot->easy, CURLOPT_MAXFILESIZE_LARGE,
                            (curl_off_t)e->cfg.max_response_bytes);
     rc |= curl_easy_setopt(slot->easy, CURLOPT_WRITEFUNCTION, on_body);
