@@ -36,6 +36,7 @@ local resty = {
   is_terminal = truedy.is_terminal,
   format_error = truedy.format_error,
   restore_error = truedy.restore_error,
+  webhook = truedy.webhook, -- verify, sign, hmac_sha256: no I/O, they run in the worker
   DEFAULT_THREAD_POOL = "truedy",
   DEFAULT_SHARED_DICT = "truedy",
   DEFAULT_MAX_PENDING = 8,
