@@ -129,13 +129,17 @@ function edges.timer_result()
 end
 
 -- ?id=&interval=, and the whole wait as ?wait_timeout= or by its older name ?timeout= (both:
--- truedy.follow raises). ?module=1 calls truedy.follow(client, ...) instead of client:follow.
+-- truedy.follow raises). ?module=1 calls truedy.follow(client, ...) instead of client:follow;
+-- ?start=1 tries truedy.follow.start (the plain module's non-blocking follower).
 function edges.follow()
   local c = client()
   local options = { wait_timeout = tonumber(ngx.var.arg_wait_timeout), timeout = tonumber(ngx.var.arg_timeout),
     interval = tonumber(ngx.var.arg_interval) }
   local ok, call, finished_or_err
-  if ngx.var.arg_module then
+  if ngx.var.arg_start then
+    ok, call = pcall(truedy.follow.start, c, ngx.var.arg_id, options)
+    return answer { raised = not ok and tostring(call) or nil, returned = ok }
+  elseif ngx.var.arg_module then
     ok, call, finished_or_err = pcall(truedy.follow, c, ngx.var.arg_id, options)
   else
     ok, call, finished_or_err = pcall(c.follow, c, ngx.var.arg_id, options)

@@ -187,6 +187,14 @@ describe("truedy.resty options", function()
       end
     end
 
+    it("has no non-blocking form here: truedy.follow.start says what to use instead", function()
+      local res = server:request("GET", "/follow?start=1&id=call_x")
+      assert.is_string(res.json.raised, res.body)
+      assert.matches("follow.start needs the plain module's engine", res.json.raised, 1, true)
+      assert.matches("ngx.thread.spawn or ngx.timer.at", res.json.raised, 1, true)
+      assert.equal(0, #emu.journal())
+    end)
+
     it("raises when given both", function()
       local id = placed_call()
       local res = server:request("GET", "/follow?timeout=1&wait_timeout=1&id=" .. id)
