@@ -64,7 +64,7 @@ FLAGS_STAMP := $(BUILD)/flags
 BUILD_FLAGS := $(CC) $(ALL_CFLAGS) | $(ALL_LDFLAGS) $(LIBS)
 
 .PHONY: all deps demo test lint install uninstall clean valgrind sanitize emulator bench rock FORCE \
-        bench-instr bench-programs
+        bench-instr bench-programs bench-resty
 
 all: $(MODULE)
 
@@ -159,6 +159,12 @@ bench-instr:
 	@bench/instr
 
 bench-programs: $(BENCH_PROGRAMS)
+
+# make bench-resty: truedy.resty in nginx (bench/resty: /ping latency with 50 calls in flight,
+# 16 concurrent /dial against the C multi loop); BENCH_RESTY_ARGS passes its options.
+bench-resty:
+	@scripts/ensure-deps test
+	@bench/resty $(BENCH_RESTY_ARGS)
 
 $(BENCH_BUILD)/%: bench/%.c bench/baseline.c bench/baseline.h
 	@mkdir -p $(BENCH_BUILD)

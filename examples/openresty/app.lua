@@ -20,7 +20,7 @@ local client
 local function get_client()
   if client then return client end
   local err
-  client, err = truedy.new { timeout = 10, max_pending = 8 }
+  client, err = truedy.new { attempt_timeout = 10, max_pending = 8 }
   return client, err
 end
 

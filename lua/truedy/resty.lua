@@ -9,7 +9,8 @@
 -- wire, but every request runs in nginx's thread pool (ngx.run_worker_thread), so the event
 -- loop serves other requests meanwhile. The libcurl engine runs one attempt per task, in a
 -- pooled thread VM that keeps its client and connections (truedy.resty.thread); this side, in
--- the worker, waits for it, retries with ngx.sleep (one idempotency key for every attempt of a
+-- the worker, waits for it, retries with ngx.sleep (the engine's wait, truedy.retry_delay, with the
+-- settings the plain module resolved; one idempotency key for every attempt of a
 -- create), holds requests while any worker's 429 says so (truedy.resty.gate), and bounds its
 -- own tasks in flight, because on lua-nginx-module 0.10.23 a full thread-pool queue kills the
 -- worker (a failed post frees a wrong pointer).
@@ -35,7 +36,7 @@ local resty = {
   is_terminal = truedy.is_terminal,
   format_error = truedy.format_error,
   restore_error = truedy.restore_error,
-  follow = follow,
+  webhook = truedy.webhook, -- verify, sign, hmac_sha256: no I/O, they run in the worker
   DEFAULT_THREAD_POOL = "truedy",
   DEFAULT_SHARED_DICT = "truedy",
   DEFAULT_MAX_PENDING = 8,
@@ -47,10 +48,16 @@ local THREAD_MODULE = "truedy.resty.thread"
 local PHASES = { rewrite = true, access = true, content = true, timer = true }
 -- Options of this module; the others are the plain client's.
 local OWN_OPTIONS = { thread_pool = true, shared_dict = true, max_pending = true, per_minute = true }
--- The plain client's retry settings and their defaults (csrc/client.c): applied here, between
--- attempts, since each task makes one attempt.
-local RETRY_DEFAULTS = { max_retries = 2, retry_base_delay = 0.5, retry_max_delay = 8, max_retry_wait = 60 }
-local MAX_RETRIES_LIMIT = 10
+-- The options with two spellings (csrc/options.c): current name -> older one.
+local SPELLINGS = { retries = "max_retries", attempt_timeout = "timeout", retry_max_wait = "max_retry_wait" }
+-- The retry settings, applied here between attempts since each task makes one, with the ranges
+-- csrc/options.c allows per call (the thread's plain client checks all but `retries` again).
+local RETRY_SETTINGS = {
+  { name = "retries", min = 0, max = 10, whole = true },
+  { name = "retry_base_delay", min = 0, max = 3600 },
+  { name = "retry_max_delay", min = 0, max = 3600 },
+  { name = "retry_max_wait", min = 0, max = 3600 },
+}
 -- When a task finds no free VM (one just finished but nginx has not taken it back yet), look
 -- again this many times, a millisecond apart, before calling it a configuration problem.
 local VM_ROUNDS = 20
@@ -70,15 +77,15 @@ local function config_error(message, retryable)
 end
 
 -- A request held back here: the wait for a 429 seen by any worker, or for the pace, is longer
--- than max_retry_wait. Nothing was sent (attempts counts earlier attempts of this call only).
+-- than retry_max_wait. Nothing was sent (attempts counts earlier attempts of this call only).
 local function held_error(seconds, reason, attempts)
   local message
   if reason == "pace" then
-    message = ("Rate limit pace (per_minute): the next free slot is in %.1f s, more than max_retry_wait;"
+    message = ("Rate limit pace (per_minute): the next free slot is in %.1f s, more than retry_max_wait;"
       .. " not sent"):format(seconds)
   else
     message = ("Rate limit exceeded: a 429 for this key (seen by this or another nginx worker) holds requests"
-      .. " for %.1f s more, more than max_retry_wait; not sent"):format(seconds)
+      .. " for %.1f s more, more than retry_max_wait; not sent"):format(seconds)
   end
   return new_error { kind = "api", status = 429, code = "rate_limit_exceeded", message = message,
     retryable = true, retry_after = seconds, attempts = attempts }
@@ -115,20 +122,37 @@ local function check_table_or_nil(value, fname, position)
   end
 end
 
--- A number option in [min, max] (whole if asked), raising with the plain module's words.
+-- A number in [min, max] (whole if asked), raising with the plain module's words; `given` is
+-- the option's name as the caller spelled it.
+local function checked_number(fname, given, v, min, max, whole)
+  if type(v) ~= "number" then
+    error(("%s: option '%s' must be a number, got %s"):format(fname, given, type(v)), 0)
+  end
+  if not (v >= min and v <= max) then
+    error(("%s: option '%s' must be between %s and %s"):format(fname, given, min, max), 0)
+  end
+  if whole and v ~= math.floor(v) then
+    error(("%s: option '%s' must be a whole number"):format(fname, given), 0)
+  end
+  return v
+end
+
 local function number_option(fname, options, name, default, min, max, whole)
   local v = options[name]
   if v == nil then return default end
-  if type(v) ~= "number" then
-    error(("%s: option '%s' must be a number, got %s"):format(fname, name, type(v)), 0)
+  return checked_number(fname, name, v, min, max, whole)
+end
+
+-- The value of an option given under either spelling, and the spelling used; both at once
+-- raises, as in the plain module.
+local function either_spelling(fname, options, name)
+  local older = SPELLINGS[name]
+  local v = options[name]
+  if older == nil or options[older] == nil then return v, name end
+  if v ~= nil then
+    error(("%s: options '%s' and '%s' are the same option: give one of them"):format(fname, name, older), 0)
   end
-  if not (v >= min and v <= max) then
-    error(("%s: option '%s' must be between %s and %s"):format(fname, name, min, max), 0)
-  end
-  if whole and v ~= math.floor(v) then
-    error(("%s: option '%s' must be a whole number"):format(fname, name), 0)
-  end
-  return v
+  return options[older], older
 end
 
 local function env(name)
@@ -182,12 +206,6 @@ end
 local Client = {}
 Client.__index = Client
 
-local function jitter()
-  -- 32 random bits from the CSPRNG (the module's UUIDs): a fresh seed in every worker, and the
-  -- user's math.random left alone
-  return tonumber(truedy.new_idempotency_key():sub(1, 8), 16) / 4294967296
-end
-
 -- One attempt, in the thread pool. Returns res | nil, err (err.attempts: 1 if it was sent).
 function Client:attempt(method, arg, call_options)
   local ok, tag, value
@@ -240,23 +258,13 @@ function Client:attempt(method, arg, call_options)
   return nil, truedy.restore_error(value)
 end
 
--- The plain module's wait before retry number `retry` after `err` (csrc/request.c), or nil when
--- the server asks for longer than max_retry_wait.
-function Client:retry_delay(err, retry)
-  local hint = err.retry_after
-  if type(hint) == "number" and hint >= 0 then
-    if hint > self.max_retry_wait then return nil end
-    return hint + 0.05 + 0.1 * jitter()
-  end
-  local cap = math.min(self.retry_base_delay * 2 ^ (retry - 1), self.retry_max_delay)
-  return cap / 2 + cap / 2 * jitter()
-end
-
--- A request with its retries: the gate before every attempt, one attempt per task.
-function Client:perform(method, arg, call_options, max_retries)
-  local attempts, retries = 0, 0
+-- A request with its retries: the gate before every attempt, one attempt per task, and between
+-- attempts the engine's own wait (truedy.retry_delay: policy.c's rule, CSPRNG jitter). `config`
+-- holds this call's retries, retry_base_delay, retry_max_delay and retry_max_wait.
+function Client:perform(method, arg, call_options, config)
+  local attempts = 0
   while true do
-    local wait, reason = gate.wait(self.dict, self.scope, self.per_minute, self.max_retry_wait, jitter)
+    local wait, reason = gate.wait(self.dict, self.scope, self.per_minute, config.retry_max_wait)
     if wait then return nil, held_error(wait, reason, attempts) end
     local res, err = self:attempt(method, arg, call_options)
     if res then return res end
@@ -266,10 +274,10 @@ function Client:perform(method, arg, call_options, max_retries)
     if err.status == 429 and err.kind == "api" and type(err.retry_after) == "number" then
       gate.pause(self.dict, self.scope, err.retry_after)
     end
-    if not (sent and err.retryable and retries < max_retries) then return nil, err end
-    local delay = self:retry_delay(err, retries + 1)
+    -- nothing sent (max_pending, a refused parameter): nothing to retry
+    if not sent then return nil, err end
+    local delay = truedy.retry_delay(err, attempts, config)
     if not delay then return nil, err end
-    retries = retries + 1
     ngx.sleep(delay)
   end
 end
@@ -282,8 +290,9 @@ local function check_open(self, fname)
   check_phase(fname)
 end
 
--- The per-call options for the task: the caller's, checked for data, with max_retries taken out
--- (this side retries). Returns the task's options and the call's max_retries.
+-- The per-call options for the task, and the call's retry settings. The task gets the caller's
+-- options (checked for data) with `retries = 0`, since this side retries; the settings are the
+-- client's with the call's own over them, under either spelling.
 function Client:call_options(fname, options, position)
   check_table_or_nil(options, fname, position)
   local out = {}
@@ -291,9 +300,18 @@ function Client:call_options(fname, options, position)
     check_data_options(fname, options)
     for k, v in pairs(options) do out[k] = v end
   end
-  local max_retries = number_option(fname, out, "max_retries", self.max_retries, 0, MAX_RETRIES_LIMIT, true)
-  out.max_retries = 0
-  return out, max_retries
+  local config = {}
+  for _, setting in ipairs(RETRY_SETTINGS) do
+    local v, given = either_spelling(fname, out, setting.name)
+    if v == nil then
+      config[setting.name] = self.config[setting.name]
+    else
+      config[setting.name] = checked_number(fname, given, v, setting.min, setting.max, setting.whole)
+    end
+  end
+  either_spelling(fname, out, "attempt_timeout") -- raises for both spellings before anything waits
+  out.max_retries, out.retries = nil, 0
+  return out, config
 end
 
 function Client:create_call(params, options)
@@ -301,10 +319,10 @@ function Client:create_call(params, options)
   if type(params) ~= "table" then
     error(("bad argument #1 to 'create_call' (table expected, got %s)"):format(type(params)), 0)
   end
-  local call_options, max_retries = self:call_options("create_call", options, 2)
+  local call_options, config = self:call_options("create_call", options, 2)
   -- one key for every attempt, so a retry can never dial twice (the caller's, checked there)
   if call_options.idempotency_key == nil then call_options.idempotency_key = truedy.new_idempotency_key() end
-  return self:perform("create_call", params, call_options, max_retries)
+  return self:perform("create_call", params, call_options, config)
 end
 
 function Client:get_call(call_id, options)
@@ -312,21 +330,32 @@ function Client:get_call(call_id, options)
   if type(call_id) ~= "string" and type(call_id) ~= "number" then
     error(("bad argument #1 to 'get_call' (string expected, got %s)"):format(type(call_id)), 0)
   end
-  local call_options, max_retries = self:call_options("get_call", options, 2)
-  return self:perform("get_call", tostring(call_id), call_options, max_retries)
+  local call_options, config = self:call_options("get_call", options, 2)
+  return self:perform("get_call", tostring(call_id), call_options, config)
 end
 
 function Client:list_calls(filters, options)
   check_open(self, "list_calls")
   check_table_or_nil(filters, "list_calls", 1)
-  local call_options, max_retries = self:call_options("list_calls", options, 2)
-  return self:perform("list_calls", filters, call_options, max_retries)
+  local call_options, config = self:call_options("list_calls", options, 2)
+  return self:perform("list_calls", filters, call_options, config)
 end
 
--- Polls until the call ends (truedy.follow, sleeping with ngx.sleep).
+-- Polls until the call ends: truedy.follow, whose options it takes (wait_timeout, or its older
+-- name timeout; interval; on_change; sleep), sleeping with ngx.sleep (the event loop goes on).
 function Client:follow(call_id, options)
   return follow(self, call_id, options)
 end
+
+-- truedy.follow(client, call_id [, options]): the same, as the plain module spells it. Its
+-- non-blocking form is the plain module's only: it runs on the plain client's engine, which
+-- nginx does not drive.
+resty.follow = setmetatable({
+  start = function()
+    error("truedy.resty: follow.start needs the plain module's engine (client:poll); in nginx, call"
+      .. " truedy.follow (it sleeps with ngx.sleep) in an ngx.thread.spawn or ngx.timer.at instead", 2)
+  end,
+}, { __call = function(_, client, call_id, options) return follow(client, call_id, options) end })
 
 -- The thread VMs keep their clients (shared by every client object of the same configuration)
 -- until the worker exits; close() stops this object from being used.
@@ -386,8 +415,11 @@ function resty.new(options)
   end
   -- Every option is checked now, by the plain module itself (it makes its libcurl handles and
   -- nothing else), so mistakes raise or come back here as they would from require "truedy".
+  -- Its resolved settings (under their current names, whatever spelling was given) are the
+  -- retry settings this side applies.
   local probe, err = truedy.new(client_options)
   if not probe then return nil, err end
+  local resolved = probe:config()
   probe:close()
 
   local dict_name = own.shared_dict or resty.DEFAULT_SHARED_DICT
@@ -409,8 +441,9 @@ function resty.new(options)
     per_minute = per_minute,
     base_url = base_url,
     scope = ngx.md5(base_url .. "\n" .. client_options.api_key),
+    config = {},
   }, Client)
-  for name, default in pairs(RETRY_DEFAULTS) do self[name] = client_options[name] or default end
+  for _, setting in ipairs(RETRY_SETTINGS) do self.config[setting.name] = resolved[setting.name] end
   return self
 end
 

@@ -128,12 +128,39 @@ function edges.timer_result()
   ngx.say(result)
 end
 
+-- ?id=&interval=, and the whole wait as ?wait_timeout= or by its older name ?timeout= (both:
+-- truedy.follow raises). ?module=1 calls truedy.follow(client, ...) instead of client:follow;
+-- ?start=1 tries truedy.follow.start (the plain module's non-blocking follower).
 function edges.follow()
   local c = client()
-  local call, finished_or_err = c:follow(ngx.var.arg_id, { timeout = tonumber(ngx.var.arg_timeout),
-    interval = tonumber(ngx.var.arg_interval) })
+  local options = { wait_timeout = tonumber(ngx.var.arg_wait_timeout), timeout = tonumber(ngx.var.arg_timeout),
+    interval = tonumber(ngx.var.arg_interval) }
+  local ok, call, finished_or_err
+  if ngx.var.arg_start then
+    ok, call = pcall(truedy.follow.start, c, ngx.var.arg_id, options)
+    return answer { raised = not ok and tostring(call) or nil, returned = ok }
+  elseif ngx.var.arg_module then
+    ok, call, finished_or_err = pcall(truedy.follow, c, ngx.var.arg_id, options)
+  else
+    ok, call, finished_or_err = pcall(c.follow, c, ngx.var.arg_id, options)
+  end
+  if not ok then return answer { raised = tostring(call) } end
   if not call then return report(nil, finished_or_err) end
   return answer { status = call.status, finished = finished_or_err }
+end
+
+-- A client made with the options of the body's "client" (and the specs' key), then a create
+-- with the body's "params" (default: a valid call) and "call" options. Every client is new.
+function edges.options()
+  ngx.req.read_body()
+  local body = cjson.decode(ngx.req.get_body_data() or "{}")
+  local options = body.client or {}
+  options.api_key = os.getenv("TRUEDY_EDGES_KEY")
+  local ok, c, err = pcall(truedy.new, options)
+  if not ok then return answer { raised = tostring(c) } end
+  if not c then return report(nil, err) end
+  local call_params = body.params or { agent_id = "agt_f9447372", phone_number = "+12125551234" }
+  return run(c.create_call, c, call_params, body.call)
 end
 
 function edges.pending()

@@ -10,13 +10,13 @@
 --   truedy:gate:<scope>       the time (ngx.now()) until which requests wait
 --   truedy:pace:<scope>       the time of the next free slot of the pace
 --   truedy:pace-lock:<scope>  taken while one request picks its slot
--- Every wait is bounded by the caller's `max_wait` (the client's max_retry_wait): beyond it the
+-- Every wait is bounded by the caller's `max_wait` (the call's retry_max_wait): beyond it the
 -- caller gets the wait back at once, as the plain module does with a long 429 reset.
+
+local truedy = require "truedy"
 
 local gate = {}
 
--- A little past the reset, so a request does not arrive a hair early (as the plain module).
-local MARGIN, SPREAD = 0.05, 0.1
 -- The gate can move while a request sleeps (another 429): look again at most this often.
 local MAX_ROUNDS = 8
 -- Tries to take the pace's lock, a millisecond apart.
@@ -50,14 +50,23 @@ function gate.remaining(dict, scope)
   return left > 0 and left or 0
 end
 
+-- The engine's sleep for a wait the server asked for (truedy.retry_delay, policy.c): a little
+-- past it, with jitter, so the workers do not all arrive a hair early, or at the same instant;
+-- nil when the wait is longer than max_wait.
+local function server_wait(seconds, max_wait)
+  return truedy.retry_delay({ retryable = true, retry_after = seconds }, 1,
+    { retries = 1, retry_base_delay = 0, retry_max_delay = 0, retry_max_wait = max_wait })
+end
+
 -- Waits until the gate is open. nil when it is; else the seconds still to wait when that is
 -- more than max_wait (nothing waited then).
-local function wait_gate(dict, scope, max_wait, jitter)
+local function wait_gate(dict, scope, max_wait)
   for _ = 1, MAX_ROUNDS do
     local left = gate.remaining(dict, scope)
     if left <= 0 then return nil end
-    if left > max_wait then return left end
-    ngx.sleep(left + MARGIN + SPREAD * jitter())
+    local delay = server_wait(left, max_wait)
+    if not delay then return left end
+    ngx.sleep(delay)
   end
   local left = gate.remaining(dict, scope)
   return left > 0 and left or nil
@@ -89,14 +98,14 @@ end
 
 -- Before each request: the pace (when per_minute is set), then the gate. Returns nil when the
 -- request may go; else seconds, reason ("rate_limit" or "pace") when the wait is over max_wait.
-function gate.wait(dict, scope, per_minute, max_wait, jitter)
-  local left = wait_gate(dict, scope, max_wait, jitter)
+function gate.wait(dict, scope, per_minute, max_wait)
+  local left = wait_gate(dict, scope, max_wait)
   if left then return left, "rate_limit" end
   if per_minute then
     left = wait_pace(dict, scope, per_minute, max_wait)
     if left then return left, "pace" end
     -- a 429 may have arrived while this request waited for its slot
-    left = wait_gate(dict, scope, max_wait, jitter)
+    left = wait_gate(dict, scope, max_wait)
     if left then return left, "rate_limit" end
   end
   return nil
