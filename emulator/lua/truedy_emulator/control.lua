@@ -14,7 +14,8 @@
 --   POST   /__emulator/faults             add one (see faults.lua)
 --   DELETE /__emulator/faults[/<id>]      remove all, or one (and release what they hold)
 --   GET    /__emulator/held               requests a hold fault holds now, oldest first
---   POST   /__emulator/held/release       {"fault_id"?, "seq"?, "count"?}: let them go on
+--   POST   /__emulator/held/release       {"fault_id"?, "seq"?, "count"?, "drop"?}: let them go on
+--                                         (drop: end them unprocessed, the connection closed)
 --   GET    /__emulator/fixtures           the seeded organizations (with keys) and agents
 --   GET    /__emulator/variants           the variant keys with their values, and the presets
 --   GET|POST|DELETE /__emulator/webhook    the webhook endpoint {url, secret, ...} (see webhooks.lua)
@@ -45,9 +46,9 @@ local hmac = require "truedy_emulator.hmac"
 local control = {}
 
 local PREFIX = "/__emulator"
--- (Flushing truedy_holds releases every held request.)
-local DICTS = { "truedy_state", "truedy_calls", "truedy_idempotency", "truedy_journal", "truedy_holds",
-  "truedy_webhooks" }
+-- (truedy_holds is not flushed: that would release every held request into the new state;
+-- a reset drops them instead.)
+local DICTS = { "truedy_state", "truedy_calls", "truedy_idempotency", "truedy_journal", "truedy_webhooks" }
 
 local function reply(status, doc, content_type)
   ngx.status = status
@@ -91,6 +92,7 @@ handlers["GET /health"] = function()
 end
 
 handlers["POST /reset"] = function()
+  hold.release(nil, nil, nil, true) -- held requests end unprocessed: nothing leaks into the next test
   for _, name in ipairs(DICTS) do
     ngx.shared[name]:flush_all()
     ngx.shared[name]:flush_expired()
@@ -262,12 +264,15 @@ handlers["POST /held/release"] = function()
   if not doc then return fail(400, "bad_request", err) end
   if not json.is_object(doc) then return fail(400, "bad_request", "the body must be a JSON object") end
   for name, v in pairs(doc) do
-    if name ~= "fault_id" and name ~= "seq" and name ~= "count" then
-      return fail(400, "bad_request", "unknown field: " .. tostring(name) .. " (expected fault_id, seq, count)")
+    if name == "drop" then
+      if type(v) ~= "boolean" then return fail(400, "bad_request", "drop must be true or false") end
+    elseif name ~= "fault_id" and name ~= "seq" and name ~= "count" then
+      return fail(400, "bad_request", "unknown field: " .. tostring(name) .. " (expected fault_id, seq, count, drop)")
+    elseif not positive_integer(v) then
+      return fail(400, "bad_request", name .. " must be an integer >= 1")
     end
-    if not positive_integer(v) then return fail(400, "bad_request", name .. " must be an integer >= 1") end
   end
-  local released = hold.release(doc.fault_id, doc.seq, doc.count)
+  local released = hold.release(doc.fault_id, doc.seq, doc.count, doc.drop == true)
   return ok(json.ordered({ "released" }, { released = released }))
 end
 

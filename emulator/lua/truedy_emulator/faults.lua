@@ -351,9 +351,15 @@ end
 -- A fault with when = "inside", where the endpoint's handler runs: sleeps its `seconds` (a hold
 -- waits for its release instead, recording how in req.held), then answers for the handler (status)
 -- or lets it run (delay, hold). run: the handler, returning a response.
+-- What a dropped held request raises from inside a handler: it ends unprocessed.
+faults.DROPPED = setmetatable({}, { __tostring = function() return "held request dropped" end })
+
 function faults.act_inside(f, ctx, req, run)
   if f.type == "hold" then
     req.held = hold.wait(f, req)
+    -- dropped: the request ends unprocessed (server.lua closes the connection; the idempotency
+    -- lock is let go on the way out)
+    if req.held == "dropped" then error(faults.DROPPED, 0) end
   elseif f.seconds > 0 then
     ngx.sleep(f.seconds)
   end

@@ -11,7 +11,11 @@
 -- outlives the cap by a few seconds only, so one left by a worker that died goes away by itself.
 --
 -- How a hold ended is the journal's `held`: "holding" while it lasts, then "released", "expired"
--- (the cap passed) or "hung_up" (the client closed the connection meanwhile; status 499).
+-- (the cap passed), "hung_up" (the client closed the connection meanwhile; status 499) or
+-- "dropped" (a release with drop, or a reset: the connection is closed and the request never
+-- processed; status 444).  lua-nginx-module sees a hang-up only when the close arrives after the
+-- request was read: a client that closes right after sending may stay held until released, so
+-- specs end their holds by dropping them, not by waiting for the hang-up.
 
 local json = require "truedy_emulator.json"
 local util = require "truedy_emulator.util"
@@ -25,6 +29,7 @@ local STEP = 0.005          -- seconds between two looks at the entry (the relea
 local SLACK = 5             -- seconds an entry outlives its cap
 
 local FIELDS = { "seq", "fault_id", "method", "path", "when", "since", "seconds", "worker" }
+local DROP = "drop"         -- an entry's value once a release asked to drop it
 
 local function dict() return ngx.shared.truedy_holds end
 
@@ -48,7 +53,14 @@ function hold.wait(f, r)
   ngx.ctx.truedy_held_key = key
   journal.finish(r.seq, nil, f, "holding")
   local deadline = since + f.seconds
-  while d:get(key) do
+  while true do
+    local value = d:get(key)
+    if value == nil then break end
+    if value == DROP then
+      d:delete(key)
+      ngx.ctx.truedy_held_key = nil
+      return "dropped"
+    end
     if util.now() >= deadline then
       d:delete(key)
       ngx.ctx.truedy_held_key = nil
@@ -76,7 +88,7 @@ local function entries()
   local out = {}
   for _, key in ipairs(d:get_keys(0)) do
     local text = d:get(key)
-    local e = text and json.decode(text)
+    local e = text and text ~= DROP and json.decode(text)
     if e then out[#out + 1] = { key = key, entry = e } end
   end
   table.sort(out, function(a, b) return a.entry.seq < b.entry.seq end)
@@ -93,7 +105,8 @@ end
 -- Releases held requests: those of fault `fault_id` (nil: any), or the one of journal entry `seq`
 -- (nil: any), at most `count` of them (nil: all), oldest first. Returns the released seqs (a JSON
 -- array). A request whose hold ended otherwise (cap, hang-up) before the release is not in it.
-function hold.release(fault_id, seq, count)
+-- With `drop`, they end without being processed instead (the connection closed, status 444).
+function hold.release(fault_id, seq, count, drop)
   local d = dict()
   local released = json.array()
   for _, e in ipairs(entries()) do
@@ -101,7 +114,7 @@ function hold.release(fault_id, seq, count)
     if (fault_id == nil or e.entry.fault_id == fault_id) and (seq == nil or e.entry.seq == seq) then
       -- delete only what is still there, so the count is of requests that were really waiting
       if d:get(e.key) then
-        d:delete(e.key)
+        if drop then d:set(e.key, DROP, SLACK) else d:delete(e.key) end
         released[#released + 1] = e.entry.seq
       end
     end

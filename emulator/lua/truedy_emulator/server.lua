@@ -166,6 +166,7 @@ end
 local function process(req, ctx)
   local ok, res = xpcall(api.process, debug.traceback, req, ctx)
   if ok then return res end
+  if res == faults.DROPPED then return nil end -- a held request dropped inside the handler
   ngx.log(ngx.ERR, "emulator error: ", res)
   return envelope.error(ctx, 500, "internal_error", "An internal error occurred")
 end
@@ -220,18 +221,28 @@ function server.handle_api()
     return ngx.exit(499)
   end)
 
+  -- A held request that was dropped ends here: never processed (or, after, never answered).
+  local function dropped()
+    idempotency.abandon()
+    journal.finish(seq, 444, fault or req.inside_fault, "dropped")
+    return close_without_response()
+  end
+
   if fault and fault.when == "before" then
     if faults.replaces(fault) then return answer_with_fault({ seq = seq, fault = fault }, ctx, cfg) end
     wait_for(fault, req)
+    if req.held == "dropped" then return dropped() end
   end
 
   local res = process(req, ctx)
+  if res == nil then return dropped() end
   fault = fault or req.inside_fault
   local rec = { seq = seq, fault = fault, held = req.held }
 
   if fault and fault.when == "after" then
     if faults.replaces(fault) then return answer_with_fault(rec, ctx, cfg) end
     wait_for(fault, req)
+    if req.held == "dropped" then return dropped() end
     rec.held = req.held
   end
 
