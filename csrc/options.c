@@ -32,8 +32,8 @@ typedef struct td_option {
     const char *name;
     const char *alias;
     opt_type type;
-    double min, max, def;
     unsigned scope;
+    double min, max, def;
     const char *env;
     size_t value;     /* offsetof(td_settings, ...) */
     size_t length;    /* strings: offsetof the length field, or (size_t)-1 */
@@ -46,28 +46,25 @@ typedef struct td_option {
 #define DAY 86400.0
 
 static const td_option options[] = {
-    {"api_key", NULL, OPT_STRING, 0, 0, 0, CLIENT, "TRUEDY_API_KEY", AT(api_key), AT(api_key_len)},
-    {"base_url", NULL, OPT_STRING, 0, 0, 0, CLIENT, "TRUEDY_BASE_URL", AT(base_url), AT(base_url_len)},
-    {"user_agent", NULL, OPT_STRING, 0, 0, 0, CLIENT, NULL, AT(user_agent), NOLEN},
-    {"ca_file", NULL, OPT_STRING, 0, 0, 0, CLIENT, NULL, AT(ca_file), NOLEN},
-    {"ca_path", NULL, OPT_STRING, 0, 0, 0, CLIENT, NULL, AT(ca_path), NOLEN},
-    {"allow_insecure_http", NULL, OPT_BOOL, 0, 1, 0, CLIENT, NULL, AT(allow_insecure_http), 0},
-    {"debug", NULL, OPT_BOOL, 0, 1, 0, CLIENT, NULL, AT(debug), 0},
-    {"connect_timeout", NULL, OPT_NUMBER, 0.001, DAY, 10, CLIENT, NULL, AT(connect_timeout), 0},
-    {"max_connections", NULL, OPT_WHOLE, 1, TD_POOL_MAX, 8, CLIENT, NULL, AT(max_connections), 0},
-    {"max_response_bytes", NULL, OPT_WHOLE, 1024, 1073741824.0, 4194304, CLIENT, NULL,
-     AT(max_response_bytes), 0},
-    {"attempt_timeout", "timeout", OPT_NUMBER, 0.001, DAY, 30, CLIENT | CALL, NULL,
-     AT(attempt_timeout), 0},
-    {"retries", "max_retries", OPT_WHOLE, 0, 10, 2, CLIENT | CALL, NULL, AT(retries), 0},
-    {"retry_base_delay", NULL, OPT_NUMBER, 0, 3600, 0.5, CLIENT | CALL, NULL, AT(retry_base_delay), 0},
-    {"retry_max_delay", NULL, OPT_NUMBER, 0, 3600, 8, CLIENT | CALL, NULL, AT(retry_max_delay), 0},
-    {"retry_max_wait", "max_retry_wait", OPT_NUMBER, 0, 3600, 60, CLIENT | CALL, NULL,
-     AT(retry_max_wait), 0},
-    {"idempotency_key", NULL, OPT_ANY, 0, 0, 0, TD_SCOPE_CREATE, NULL, AT(idempotency_key), 0},
-    {"query", NULL, OPT_TABLE, 0, 0, 0, TD_SCOPE_LIST, NULL, AT(query), 0},
-    {"on_done", NULL, OPT_FUNCTION, 0, 0, 0, TD_SCOPE_START, NULL, AT(on_done), 0},
-    {"delay", NULL, OPT_NUMBER, 0, DAY, 0, TD_SCOPE_START, NULL, AT(delay), 0},
+    {"api_key", NULL, OPT_STRING, CLIENT, 0, 0, 0, "TRUEDY_API_KEY", AT(api_key), AT(api_key_len)},
+    {"base_url", NULL, OPT_STRING, CLIENT, 0, 0, 0, "TRUEDY_BASE_URL", AT(base_url), AT(base_url_len)},
+    {"user_agent", NULL, OPT_STRING, CLIENT, 0, 0, 0, NULL, AT(user_agent), NOLEN},
+    {"ca_file", NULL, OPT_STRING, CLIENT, 0, 0, 0, NULL, AT(ca_file), NOLEN},
+    {"ca_path", NULL, OPT_STRING, CLIENT, 0, 0, 0, NULL, AT(ca_path), NOLEN},
+    {"allow_insecure_http", NULL, OPT_BOOL, CLIENT, 0, 1, 0, NULL, AT(allow_insecure_http), 0},
+    {"debug", NULL, OPT_BOOL, CLIENT, 0, 1, 0, NULL, AT(debug), 0},
+    {"connect_timeout", NULL, OPT_NUMBER, CLIENT, 0.001, DAY, 10, NULL, AT(connect_timeout), 0},
+    {"max_connections", NULL, OPT_WHOLE, CLIENT, 1, TD_POOL_MAX, 8, NULL, AT(max_connections), 0},
+    {"max_response_bytes", NULL, OPT_WHOLE, CLIENT, 1024, 1073741824.0, 4194304, NULL, AT(max_response_bytes), 0},
+    {"attempt_timeout", "timeout", OPT_NUMBER, CLIENT | CALL, 0.001, DAY, 30, NULL, AT(attempt_timeout), 0},
+    {"retries", "max_retries", OPT_WHOLE, CLIENT | CALL, 0, 10, 2, NULL, AT(retries), 0},
+    {"retry_base_delay", NULL, OPT_NUMBER, CLIENT | CALL, 0, 3600, 0.5, NULL, AT(retry_base_delay), 0},
+    {"retry_max_delay", NULL, OPT_NUMBER, CLIENT | CALL, 0, 3600, 8, NULL, AT(retry_max_delay), 0},
+    {"retry_max_wait", "max_retry_wait", OPT_NUMBER, CLIENT | CALL, 0, 3600, 60, NULL, AT(retry_max_wait), 0},
+    {"idempotency_key", NULL, OPT_ANY, TD_SCOPE_CREATE, 0, 0, 0, NULL, AT(idempotency_key), 0},
+    {"query", NULL, OPT_TABLE, TD_SCOPE_LIST, 0, 0, 0, NULL, AT(query), 0},
+    {"on_done", NULL, OPT_FUNCTION, TD_SCOPE_START, 0, 0, 0, NULL, AT(on_done), 0},
+    {"delay", NULL, OPT_NUMBER, TD_SCOPE_START, 0, DAY, 0, NULL, AT(delay), 0},
     {NULL, NULL, OPT_ANY, 0, 0, 0, 0, NULL, 0, 0},
 };
 
@@ -116,8 +113,10 @@ static void check_names(lua_State *L, int t, unsigned scope, const char *fname) 
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "%s: option names must be strings", fname);
         o = find(lua_tostring(L, -1), &as_alias);
-        if (o == NULL)
+        if (o == NULL) {
             luaL_error(L, "%s: unknown option '%s'", fname, lua_tostring(L, -1));
+            return;
+        }
         if (!(o->scope & scope))
             luaL_error(L, "%s: '%s' is %s", fname, lua_tostring(L, -1), scope_phrase(o->scope));
     }

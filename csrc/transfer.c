@@ -55,7 +55,8 @@ static int header_is(const char *line, size_t n, const char *name, size_t *vstar
 static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata) {
     td_req *r = userdata;
     size_t n = size * nmemb, v;
-    char first = n > 0 ? (char)(line[0] | 0x20) : 0; /* lower case: skip most lines at once */
+    /* lower case of the first byte: most lines are skipped at once */
+    unsigned char first = n > 0 ? (unsigned char)((unsigned char)line[0] | 0x20u) : 0u;
     if (first != 'h' && first != 'c' && first != 'x' && first != 'r')
         return n;
     if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
@@ -224,14 +225,13 @@ int td_slot_init(td_engine *e, td_slot *slot) {
 }
 
 static void give_slot(td_engine *e, td_slot *slot) {
-    if (!e->closed && e->pool_len < e->cfg.max_connections && e->pool_len < TD_POOL_MAX) {
+    /* kept warm while open; kept too when closed while a frame drives the
+     * engine (freed with the rest on release) */
+    int keep = e->closed ? e->busy > 0 : e->pool_len < e->cfg.max_connections;
+    if (keep && e->pool_len < TD_POOL_MAX)
         e->pool[e->pool_len++] = *slot;
-    } else if (e->busy > 0 && e->pool_len < TD_POOL_MAX) {
-        /* closed while a frame drives it: freed with the rest on release */
-        e->pool[e->pool_len++] = *slot;
-    } else {
+    else
         td_slot_cleanup(slot);
-    }
     slot->easy = NULL;
     slot->url = NULL;
 }
