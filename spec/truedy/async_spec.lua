@@ -65,6 +65,10 @@ local function posts_with_key(key)
   return out
 end
 
+local function iso_utc(epoch)
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", epoch)
+end
+
 describe("a started call", function()
   before_each(helper.reset)
 
@@ -450,6 +454,31 @@ describe("h:cancel()", function()
     assert.equal(0, client:poll(0))
     assert.is_nil(client:timeout())
     assert.equal(1, #helper.journal("POST"))
+  end)
+
+  it("in a 429 wait: the server refused every attempt, so nothing was created", function()
+    local reset_at = iso_utc(os.time() + 40)
+    helper.fault{ method = "POST", path = "/calls", type = "status", status = 429,
+                  code = "rate_limit_exceeded", message = "Rate limit exceeded",
+                  details = { limit = 100, reset_at = reset_at }, count = 1 }
+    local client = warm_client{ retry_max_wait = 120 }
+    local h = assert(client:start_call(helper.params()))
+    drive_until(client, function() return h:state() == "waiting" end, "the 429 wait")
+    -- the whole client is paused: a read started now waits too
+    local r = assert(client:start_get_call("call_x"))
+    client:poll(0)
+    assert.equal("queued", r:state())
+    assert.is_true(client:timeout() > 5, tostring(client:timeout()))
+    assert.is_true(h:cancel())
+    local _, err = h:result()
+    assert.equal("cancelled", err.kind)
+    assert.is_false(err.maybe_sent)
+    assert.is_true(err.retryable)
+    assert.equal(1, err.attempts)
+    assert.equal(helper.journal("POST")[1].headers["x-idempotency-key"], err.idempotency_key)
+    assert.matches("nothing was created", err.message)
+    assert.is_true(r:cancel())
+    assert.equal(1, #helper.journal())
   end)
 
   it("of a done handle returns false and keeps its result", function()
