@@ -270,13 +270,31 @@ void td_engine_unlink_completed(td_engine *e, td_req *r) {
     r->in_completed = 0;
 }
 
+/* The client's 429 pause would keep r waiting longer than its own
+ * retry_max_wait: it gets the 429 now instead (judged by the next frame).
+ * Only the wait the pause adds counts, not r's own start delay or backoff. */
+static int stop_if_paused_too_long(td_engine *e, td_req *r, double now) {
+    double from = r->not_before > now ? r->not_before : now;
+    if (e->pause_until - from <= r->retry_max_wait)
+        return 0;
+    unlink_active(e, r);
+    r->stop = TD_STOP_PAUSED;
+    r->paused_for = e->pause_until - now;
+    push_completed(e, r);
+    return 1;
+}
+
 int td_engine_submit(td_engine *e, td_req *r) {
+    double now;
     if (e->closed)
         return -1;
     r->refs++; /* the engine's, until DONE */
     r->held = 1;
     r->state = TD_QUEUED;
     link_active(e, r);
+    /* a request made during the pause obeys it like those it found */
+    if (e->pause_until > 0 && e->pause_until > (now = td_monotonic()))
+        stop_if_paused_too_long(e, r, now);
     return 0;
 }
 
@@ -467,13 +485,8 @@ void td_engine_pause(td_engine *e, double seconds) {
     /* a request that would have to wait past its own limit gets the 429 now */
     for (r = e->active; r != NULL; r = next) {
         next = r->next;
-        if ((r->state == TD_QUEUED || r->state == TD_WAITING) &&
-            e->pause_until - now > r->retry_max_wait) {
-            unlink_active(e, r);
-            r->stop = TD_STOP_PAUSED;
-            r->paused_for = e->pause_until - now;
-            push_completed(e, r); /* judged (as paused) by the next frame */
-        }
+        if (r->state == TD_QUEUED || r->state == TD_WAITING)
+            stop_if_paused_too_long(e, r, now);
     }
 }
 

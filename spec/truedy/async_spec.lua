@@ -490,6 +490,60 @@ describe("h:cancel()", function()
   end)
 end)
 
+describe("the client's 429 pause", function()
+  before_each(helper.reset)
+
+  -- A client paused by a 429 whose reset_at is 40 s away, with a create waiting it out.
+  local function paused_client()
+    helper.fault{ method = "POST", path = "/calls", type = "status", status = 429,
+                  code = "rate_limit_exceeded", message = "Rate limit exceeded",
+                  details = { limit = 100, reset_at = iso_utc(os.time() + 40) }, count = 1 }
+    local client = warm_client{ retry_max_wait = 120 }
+    local h = assert(client:start_call(helper.params()))
+    drive_until(client, function() return h:state() == "waiting" end, "the 429 wait")
+    return client, h
+  end
+
+  local function assert_paused_error(err)
+    assert.equal("api", err.kind)
+    assert.equal(429, err.status)
+    assert.equal(0, err.attempts)
+    assert.is_true(err.retryable)
+    assert.is_true(err.retry_after > 5, tostring(err.retry_after))
+    assert.matches("not sent", err.message)
+  end
+
+  it("holds back a request started during it that may wait that long", function()
+    local client, h = paused_client()
+    local r = assert(client:start_get_call("call_x", { retry_max_wait = 120 }))
+    for _ = 1, 20 do client:poll(0) end
+    assert.equal("queued", r:state())
+    assert.equal(1, #helper.journal())
+    assert.is_true(r:cancel() and h:cancel())
+  end)
+
+  it("gives a started request that may not wait that long the 429 at once, unsent", function()
+    local client, h = paused_client()
+    local r = assert(client:start_get_call("call_x", { retry_max_wait = 5 }))
+    assert.equal(1, client:poll(0))
+    assert.is_true(r:done())
+    assert_paused_error(select(2, r:result()))
+    assert.equal(1, #helper.journal())
+    assert.equal("waiting", h:state())
+    assert.is_true(h:cancel())
+  end)
+
+  it("gives a blocking call that may not wait that long the 429 at once, unsent", function()
+    local client, h = paused_client()
+    local res, err = client:create_call(helper.params(), { retry_max_wait = 5, idempotency_key = "paused-1" })
+    assert.is_nil(res)
+    assert_paused_error(err)
+    assert.equal("paused-1", err.idempotency_key)
+    assert.equal(1, #helper.journal())
+    assert.is_true(h:cancel())
+  end)
+end)
+
 describe("client:close() with calls in flight", function()
   before_each(helper.reset)
 
