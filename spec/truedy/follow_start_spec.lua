@@ -102,6 +102,27 @@ describe("truedy.follow.start", function()
     assert.equal(1, #helper.journal("GET"))
   end)
 
+  it("ends when its client is closed, with the cancelled error of its read", function()
+    local client = helper.client()
+    local created = assert(client:create_call(helper.params())).data
+    local got
+    local f = follow.start(client, created.id, { interval = 60, on_done = function(...) got = { ... } end })
+    drive_until(client, function() return #helper.journal("GET") == 1 and f:state() == "queued" end,
+      "the first read")
+    client:close()
+    assert.is_true(f:done())
+    assert.equal("done", f:state())
+    local call, err = f:result()
+    assert.is_nil(call)
+    assert.equal("cancelled", err.kind)
+    assert.matches("the client was closed", err.message)
+    assert.same({ nil, err, f }, got)
+    local again, err2 = f:wait()
+    assert.is_nil(again)
+    assert.equal(err, err2)
+    assert.is_false(f:cancel())
+  end)
+
   it("raises on unknown options and on sleep (it never sleeps)", function()
     local client = helper.client()
     assert.has_error(function() follow.start(client, "x", { sleep = function() end }) end,
