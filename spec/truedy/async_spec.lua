@@ -65,6 +65,16 @@ local function posts_with_key(key)
   return out
 end
 
+-- How many times this process gave up the CPU of its own accord (to sleep or wait), where
+-- Linux says it; nil elsewhere.  A call that never sleeps leaves it unchanged.
+local function voluntary_switches()
+  local file = io.open("/proc/self/status")
+  if not file then return nil end
+  local text = file:read("*a")
+  file:close()
+  return tonumber(text:match("\nvoluntary_ctxt_switches:%s*(%d+)"))
+end
+
 local function iso_utc(epoch)
   return os.date("!%Y-%m-%dT%H:%M:%SZ", epoch)
 end
@@ -219,8 +229,10 @@ describe("client:poll(0)", function()
     hold()
     local h = assert(client:start_call(helper.params()))
     drive_until_held(client, 1)
+    local before = voluntary_switches()
     for _ = 1, 50 do assert.equal(0, client:poll(0)) end
     assert.equal(0, client:poll())
+    assert.equal(before, voluntary_switches()) -- it never gave the CPU up to wait
     assert.equal("running", h:state())
     assert.equal(1, #emu.held())
     emu.release()
@@ -232,7 +244,9 @@ describe("client:poll(0)", function()
     local client = warm_client{ retry_base_delay = 60, retry_max_delay = 60 }
     local h = assert(client:start_call(helper.params()))
     drive_until(client, function() return h:state() == "waiting" end, "the retry wait")
+    local before = voluntary_switches()
     for _ = 1, 50 do assert.equal(0, client:poll(0)) end
+    assert.equal(before, voluntary_switches())
     assert.equal("waiting", h:state())
     assert.equal(1, #helper.journal("POST"))
     assert.is_true(h:cancel())
