@@ -369,6 +369,20 @@ describe("a handle in flight", function()
     assert.equal(0, client:stats().live_requests)
   end)
 
+  it("stops when its client and the handle are both dropped: the collection closes the client", function()
+    local client = warm_client()
+    hold()
+    local ran = false
+    assert(client:start_call(helper.params(), { on_done = function() ran = true end }))
+    local held = drive_until_held(client, 1)
+    client = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    -- the request was stopped, not left in libcurl: the emulator sees the hang-up
+    assert.equal("hung_up", finished_entry(held[1].seq).held)
+    assert.is_false(ran)
+  end)
+
   it("is the caller's once done, readable after the client is gone", function()
     local client = warm_client()
     local h = assert(client:start_list_calls())
