@@ -24,7 +24,7 @@
 #include "truedy.h"
 
 #define FREE_LIST_MAX 16
-#define KEEP_BUFFER_MAX (64 * 1024) /* larger buffers are not kept for reuse */
+#define KEEP_BUFFER_MAX ((size_t)64 * 1024) /* larger buffers are not kept for reuse */
 
 /* ---- lifetime -------------------------------------------------------------- */
 
