@@ -64,7 +64,7 @@ FLAGS_STAMP := $(BUILD)/flags
 BUILD_FLAGS := $(CC) $(ALL_CFLAGS) | $(ALL_LDFLAGS) $(LIBS)
 
 .PHONY: all deps demo test lint install uninstall clean valgrind sanitize emulator bench rock FORCE \
-        bench-instr bench-programs bench-resty
+        bench-instr bench-programs bench-resty bench-async
 
 all: $(MODULE)
 
@@ -157,6 +157,15 @@ bench:
 bench-instr:
 	@scripts/ensure-deps valgrind
 	@bench/instr
+
+# make bench-async: the asynchronous API's numbers (issue 7): 16 calls in flight against the
+# C multi loop (the harness above), then poll(0)'s cost and a game loop's frame times
+# (bench/async; BENCH_ASYNC_ARGS passes its options).
+bench-async:
+	@scripts/ensure-deps test
+	@BENCH_CLIENTS="truedy-async16 c-multi16" bench/run -m 0 $(BENCH_ARGS)
+	@echo
+	@bench/async $(BENCH_ASYNC_ARGS)
 
 bench-programs: $(BENCH_PROGRAMS)
 

@@ -111,9 +111,18 @@ int td_push_stopped(lua_State *L, const td_req *r) {
     char msg[512];
     int create = r->ep && r->ep->creates;
     const char *why = r->stop == TD_STOP_CLOSED ? "the client was closed" : "cancelled";
+    /* r->maybe_sent is the policy's judgement of every attempt so far (a
+     * refused connection or a 429 proves the server did nothing), not
+     * merely "an attempt was made" */
     if (r->attempts == 0 && !r->maybe_sent)
         snprintf(msg, sizeof msg, "%s before the request was sent: nothing reached the server",
                  why);
+    else if (!r->maybe_sent)
+        snprintf(msg, sizeof msg,
+                 "%s while waiting to try again: the server acted on none of the %d attempt%s "
+                 "(each was refused or never arrived)%s",
+                 why, r->attempts, r->attempts == 1 ? "" : "s",
+                 create ? ", so nothing was created" : "");
     else if (create)
         snprintf(msg, sizeof msg,
                  "%s after the request may have reached the server: the call may exist; look it "
@@ -125,7 +134,7 @@ int td_push_stopped(lua_State *L, const td_req *r) {
     td_error_new(L, "cancelled", msg);
     td_set_int(L, "attempts", r->attempts);
     td_set_bool(L, "retryable", 1);
-    td_set_bool(L, "maybe_sent", r->attempts > 0 || r->maybe_sent);
+    td_set_bool(L, "maybe_sent", r->maybe_sent);
     if (r->idem_key[0])
         td_set_str(L, "idempotency_key", r->idem_key);
     return 2;

@@ -115,14 +115,29 @@ end
 local Follower = {}
 Follower.__index = Follower
 
-function Follower:done() return self.finished end
+-- A closed client drops the on_done of the read in flight (its handle is done with a
+-- cancelled error): the follow ends with that error, rather than never.
+function Follower:settle()
+  local handle = self.handle
+  if not self.finished and handle and handle:done() and self.client:stats().closed then
+    self.handle = nil
+    self:finish(handle:result())
+  end
+end
+
+function Follower:done()
+  self:settle()
+  return self.finished
+end
 
 function Follower:state()
+  self:settle()
   if self.finished then return "done" end
   return self.handle and self.handle:state() or "queued"
 end
 
 function Follower:result()
+  self:settle()
   if not self.finished then
     error("truedy: the follow is not finished yet (f:done() is false; drive it with client:poll())", 2)
   end
@@ -132,6 +147,7 @@ end
 -- f:wait([timeout]) -> call, finished | nil, err; nothing when timeout passed first
 function Follower:wait(timeout)
   local deadline = timeout and truedy.now() + timeout
+  self:settle()
   while not self.finished do
     local left = deadline and deadline - truedy.now() or 1
     if left <= 0 then return end
@@ -141,6 +157,7 @@ function Follower:wait(timeout)
 end
 
 function Follower:cancel()
+  self:settle()
   if self.finished then return false end
   local handle = self.handle
   self.handle = nil

@@ -132,10 +132,12 @@ describe("the docs", function()
   setup(function()
     helper.reset()
     -- one real call for `call_id`, ended (the emulator's clock jumps past its 35 s);
-    -- a faster clock lets the examples follow their own calls to the end
+    -- a faster clock lets the examples follow their own calls to the end.  No rate limit:
+    -- the examples place and follow dozens of calls, more than the default 100 requests a
+    -- minute that every block and example would share (spec/truedy covers the 429s)
     local call = assert(helper.client():create_call(helper.params())).data
     helper.control("POST", "/clock/advance", { seconds = 40 })
-    helper.configure({ clock_speed = 20 })
+    helper.configure({ clock_speed = 20, rate_limit = 0 })
     env = {
       TRUEDY_API_KEY = helper.api_key,
       TRUEDY_BASE_URL = helper.base_url,
