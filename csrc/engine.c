@@ -388,7 +388,7 @@ double td_engine_timeout(td_engine *e) {
 
 int td_engine_drive(td_engine *e, double wait, const void *frame) {
     struct pollfd fds[TD_POOL_MAX * 2 + 8];
-    int nfds = 0, i, rc, running = 0, interrupted = 0;
+    int nfds = 0, i, running = 0, interrupted = 0;
     double now = td_monotonic(), t;
     if (e->closed || e->multi == NULL)
         return 0;
@@ -415,7 +415,7 @@ int td_engine_drive(td_engine *e, double wait, const void *frame) {
     }
     if (nfds > 0 || wait > 0) {
         double ms = ceil(wait * 1000.0);
-        rc = poll(nfds > 0 ? fds : NULL, (nfds_t)nfds, ms > 3600000 ? 3600000 : (int)ms);
+        int rc = poll(nfds > 0 ? fds : NULL, (nfds_t)nfds, ms > 3600000 ? 3600000 : (int)ms);
         if (rc < 0) {
             if (errno == EINTR)
                 interrupted = 1;

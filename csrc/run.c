@@ -189,8 +189,7 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
     int top = lua_gettop(L), n;
     td_outcome_info info;
     if (r->stop == TD_STOP_PAUSED) {
-        n = push_paused(L, client_idx, r);
-        info.is_error = 1;
+        n = push_paused(L, client_idx, r); /* final: no retry to decide */
     } else {
         td_outcome_in in;
         in.a = &r->a;

@@ -115,12 +115,13 @@ static void trace_put(trace_out *o, const char *s, size_t n, int escape) {
  * before anything is escaped or cut). */
 static void trace_line(const char *prefix, const char *data, size_t n, const char *key) {
     trace_out o;
-    size_t klen = key ? strlen(key) : 0, run = 0, hit;
+    size_t klen = key ? strlen(key) : 0;
     o.len = 0;
     trace_put(&o, prefix, strlen(prefix), 0);
     if (n >= 14 && strncasecmp(data, "authorization:", 14) == 0) {
         trace_put(&o, "Authorization: [redacted]", 25, 0);
     } else {
+        size_t run = 0, hit;
         while (klen > 0 && (hit = td_find_key(data, n, run, key, klen)) < n) {
             trace_put(&o, data + run, hit - run, 1);
             trace_put(&o, "[redacted]", 10, 0);
@@ -338,7 +339,7 @@ static void detach(td_engine *e, td_req *r) {
     r->in_multi = 0;
     curl_easy_setopt(r->slot.easy, CURLOPT_ERRORBUFFER, (char *)NULL);
     curl_easy_setopt(r->slot.easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-    curl_easy_setopt(r->slot.easy, CURLOPT_PRIVATE, NULL);
+    curl_easy_setopt(r->slot.easy, CURLOPT_PRIVATE, (void *)NULL);
     give_slot(e, &r->slot);
 }
 
