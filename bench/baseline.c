@@ -13,10 +13,10 @@
 #include <time.h>
 
 static int append(bench_headers *h, const char *line) {
-    struct curl_slist *l = curl_slist_append(h->list, line);
+    struct curl_slist *l = curl_slist_append(h->constant, line);
     if (l == NULL)
         return -1;
-    h->list = l;
+    h->constant = l;
     return 0;
 }
 
@@ -29,8 +29,10 @@ int bench_headers_init(bench_headers *h, const char *api_key, const char *user_a
     if (auth != NULL && ua != NULL) {
         snprintf(auth, alen + sizeof "Authorization: Bearer ", "Authorization: Bearer %s", api_key);
         snprintf(ua, ulen + sizeof "User-Agent: ", "User-Agent: %s", user_agent);
+        /* truedy's lines in truedy's order (its "Expect:" goes only on bodies over 1 KiB,
+         * where libcurl could ask for 100-continue) */
         rc = append(h, auth) || append(h, ua) || append(h, "Accept: application/json") ||
-                     append(h, "Content-Type: application/json") || append(h, "Expect:")
+                     append(h, "Content-Type: application/json")
                  ? -1
                  : 0;
     }
@@ -39,17 +41,16 @@ int bench_headers_init(bench_headers *h, const char *api_key, const char *user_a
     free(auth);
     free(ua);
     if (rc != 0) {
-        curl_slist_free_all(h->list);
-        h->list = NULL;
+        curl_slist_free_all(h->constant);
+        h->constant = NULL;
         return -1;
     }
-    for (h->last = h->list; h->last->next != NULL; h->last = h->last->next)
-        ;
+    /* the key line first, in front of the constant ones: truedy's order */
     memcpy(h->key_line, BENCH_KEY_PREFIX, sizeof BENCH_KEY_PREFIX - 1);
     h->key_line[sizeof h->key_line - 1] = '\0';
     h->key_node.data = h->key_line;
-    h->key_node.next = NULL;
-    h->last->next = &h->key_node;
+    h->key_node.next = h->constant;
+    h->list = &h->key_node;
     return 0;
 }
 
@@ -81,13 +82,11 @@ int bench_headers_new_key(bench_headers *h) {
 }
 
 void bench_headers_free(bench_headers *h) {
-    if (h->last != NULL)
-        h->last->next = NULL; /* key_node is not curl's to free */
-    if (h->list != NULL)      /* the Authorization line: wiped before it goes */
-        memset(h->list->data, 0, strlen(h->list->data));
-    curl_slist_free_all(h->list);
+    if (h->constant != NULL) /* the Authorization line: wiped before it goes */
+        memset(h->constant->data, 0, strlen(h->constant->data));
+    curl_slist_free_all(h->constant); /* key_node is not curl's to free */
+    h->constant = NULL;
     h->list = NULL;
-    h->last = NULL;
 }
 
 size_t bench_body_write(char *data, size_t size, size_t nmemb, void *userdata) {

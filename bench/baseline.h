@@ -18,9 +18,9 @@
 #define BENCH_KEY_PREFIX "X-Idempotency-Key: "
 
 typedef struct bench_headers {
-    struct curl_slist *list;     /* what CURLOPT_HTTPHEADER gets */
-    struct curl_slist *last;     /* the last constant node; links to key_node */
-    struct curl_slist key_node;  /* ours: never given to curl_slist_free_all */
+    struct curl_slist *list;     /* what CURLOPT_HTTPHEADER gets: key_node, then the constant lines */
+    struct curl_slist *constant; /* the constant lines (curl_slist_append's) */
+    struct curl_slist key_node;  /* ours, first, as truedy sends it: never given to curl_slist_free_all */
     char key_line[sizeof BENCH_KEY_PREFIX + 36];
 } bench_headers;
 
