@@ -83,7 +83,8 @@ end
 -- directory, where `luarocks show --rock-dir` says, the same files as the checkout's; and
 -- nowhere on the Lua paths of the tree (share/lua, lib/lua).
 local function assert_types_installed(tree, abi, work)
-  local status, output = sh(string.format("cd %s && HOME=%s luarocks --lua-version %s --tree %s show --rock-dir truedy",
+  local status, output = sh(string.format(
+    "cd %s && HOME=%s luarocks --lua-version %s --tree %s show --rock-dir truedy",
     quote(work), quote(work), abi, quote(tree)), 60)
   assert.equal(0, status, output)
   local rock_dir = output:match("(/%S+)%s*$")
@@ -97,7 +98,8 @@ local function assert_types_installed(tree, abi, work)
   end
   pipe:close()
   assert.is_true(count >= 6, "the checkout's types/ files")
-  local _, found = sh(string.format("find %s/share %s/lib/lua -name '*.d.lua' 2>/dev/null", quote(tree), quote(tree)), 30)
+  local _, found = sh(string.format("find %s/share %s/lib/lua -name '*.d.lua' 2>/dev/null",
+    quote(tree), quote(tree)), 30)
   assert.equal("", found, "no annotation file on the tree's Lua paths")
 end
 
