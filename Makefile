@@ -3,7 +3,7 @@
 #   make            build the module for $(LUA_VERSION) (default 5.4)
 #   make demo       README command one: place a call (emulator unless TRUEDY_API_KEY is set)
 #   make test       README command two: the whole suite against a real emulator
-#   make install    copy the module under $(DESTDIR)$(PREFIX)
+#   make install    copy the module under $(DESTDIR)$(PREFIX) (LuaLS annotations: $(TYPES_DIR))
 #   make rock       a .src.rock of HEAD, made offline (scripts/make-rock)
 #
 # Lua versions: LUA_VERSION=5.1|5.2|5.3|5.4|luajit.  Headers and flags come
@@ -194,17 +194,23 @@ rock:
 LUA_SRCS := lua/truedy/follow.lua lua/truedy/pager.lua lua/truedy/batch.lua lua/truedy/resty.lua
 # truedy.resty's parts (OpenResty)
 LUA_RESTY_SRCS := lua/truedy/resty/gate.lua lua/truedy/resty/thread.lua
+# LuaLS annotations (types/*.d.lua), for editors' workspace.library: a data directory, one for
+# every Lua version, never on package.path (README, "Editor support").
+TYPES_SRCS := $(wildcard types/*.d.lua)
+TYPES_DIR  ?= $(PREFIX)/share/truedy/types
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_CMOD) $(DESTDIR)$(LUA_LMOD)/truedy $(DESTDIR)$(LUA_LMOD)/truedy/resty
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_CMOD)/truedy.so
 	install -m 0644 $(LUA_SRCS) $(DESTDIR)$(LUA_LMOD)/truedy/
 	install -m 0644 $(LUA_RESTY_SRCS) $(DESTDIR)$(LUA_LMOD)/truedy/resty/
+	install -d $(DESTDIR)$(TYPES_DIR)
+	install -m 0644 $(TYPES_SRCS) $(DESTDIR)$(TYPES_DIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(LUA_CMOD)/truedy.so $(LUA_SRCS:lua/%=$(DESTDIR)$(LUA_LMOD)/%) \
-	  $(LUA_RESTY_SRCS:lua/%=$(DESTDIR)$(LUA_LMOD)/%)
-	rmdir $(DESTDIR)$(LUA_LMOD)/truedy/resty 2>/dev/null || true
+	  $(LUA_RESTY_SRCS:lua/%=$(DESTDIR)$(LUA_LMOD)/%) $(TYPES_SRCS:types/%=$(DESTDIR)$(TYPES_DIR)/%)
+	rmdir $(DESTDIR)$(LUA_LMOD)/truedy/resty $(DESTDIR)$(TYPES_DIR) 2>/dev/null || true
 
 # Prints a variable, for scripts: make -s LUA_VERSION=luajit print-BUILD
 print-%:

@@ -57,6 +57,10 @@ build = {
     ["truedy.resty.gate"] = "lua/truedy/resty/gate.lua",
     ["truedy.resty.thread"] = "lua/truedy/resty/thread.lua",
   },
+  -- LuaLS annotations (*.d.lua), for editors: into the rock's own directory,
+  -- <tree>/lib/luarocks/rocks-<lua>/truedy/<version>/types, never on package.path
+  -- (`luarocks show --rock-dir truedy` prints where; README, "Editor support")
+  copy_directories = { "types" },
 }
 
 test_dependencies = {

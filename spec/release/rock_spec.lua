@@ -3,6 +3,7 @@
 -- hence --deps-mode=none); the installed tree then serves `require "truedy"` and every
 -- pure-Lua module of lua/truedy/, in PUC Lua and (5.1 tree) LuaJIT, against the emulator.
 -- Also `luarocks make` of the published rockspec in an unpacked checkout, as the README says.
+-- Each install also carries types/, the LuaLS annotations, in the rock's own directory.
 local helper = require "spec.support.helper"
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
@@ -78,6 +79,30 @@ local function assert_served(status, output, tree, abi)
   assert.matches("version %d+%.%d+%.%d+", output)
 end
 
+-- The LuaLS annotations (types/, the rockspec's copy_directories) are in the rock's own
+-- directory, where `luarocks show --rock-dir` says, the same files as the checkout's; and
+-- nowhere on the Lua paths of the tree (share/lua, lib/lua).
+local function assert_types_installed(tree, abi, work)
+  local status, output = sh(string.format(
+    "cd %s && HOME=%s luarocks --lua-version %s --tree %s show --rock-dir truedy",
+    quote(work), quote(work), abi, quote(tree)), 60)
+  assert.equal(0, status, output)
+  local rock_dir = output:match("(/%S+)%s*$")
+  assert.matches("^" .. (tree .. "/lib/luarocks/rocks-" .. abi .. "/truedy/"):gsub("%p", "%%%0"), rock_dir)
+  local pipe = assert(io.popen("cd " .. quote(root) .. " && git ls-files types"))
+  local count = 0
+  for path in pipe:lines() do
+    count = count + 1
+    local same = sh(string.format("cmp %s %s", quote(root .. "/" .. path), quote(rock_dir .. "/" .. path)), 30)
+    assert.equal(0, same, path .. " installed in " .. rock_dir)
+  end
+  pipe:close()
+  assert.is_true(count >= 6, "the checkout's types/ files")
+  local _, found = sh(string.format("find %s/share %s/lib/lua -name '*.d.lua' 2>/dev/null",
+    quote(tree), quote(tree)), 30)
+  assert.equal("", found, "no annotation file on the tree's Lua paths")
+end
+
 describe("the release path", function()
   local work, rock
 
@@ -121,6 +146,7 @@ describe("the release path", function()
         local run_status, run_output = require_from_tree(lua, tree, target.abi, work)
         assert_served(run_status, run_output, tree, target.abi)
       end
+      assert_types_installed(tree, target.abi, work)
     end)
   end
 
@@ -134,5 +160,6 @@ describe("the release path", function()
     assert.equal(0, status, output)
     local run_status, run_output = require_from_tree("lua5.4", tree, "5.4", work)
     assert_served(run_status, run_output, tree, "5.4")
+    assert_types_installed(tree, "5.4", work)
   end)
 end)
