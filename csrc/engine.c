@@ -242,13 +242,18 @@ static void unlink_active(td_engine *e, td_req *r) {
     r->in_active = 0;
 }
 
-static void push_completed(td_engine *e, td_req *r) {
+/* Append r to the queue (head, tail) linked through qnext. */
+static void fifo_push(td_req **head, td_req **tail, td_req *r) {
     r->qnext = NULL;
-    if (e->completed_tail)
-        e->completed_tail->qnext = r;
+    if (*tail)
+        (*tail)->qnext = r;
     else
-        e->completed = r;
-    e->completed_tail = r;
+        *head = r;
+    *tail = r;
+}
+
+static void push_completed(td_engine *e, td_req *r) {
+    fifo_push(&e->completed, &e->completed_tail, r);
     r->in_completed = 1;
     r->state = TD_COMPLETED;
 }
@@ -499,12 +504,7 @@ void td_engine_pause(td_engine *e, double seconds) {
 
 void td_engine_push_callback(td_engine *e, td_req *r) {
     r->refs++;
-    r->qnext = NULL;
-    if (e->callbacks_tail)
-        e->callbacks_tail->qnext = r;
-    else
-        e->callbacks = r;
-    e->callbacks_tail = r;
+    fifo_push(&e->callbacks, &e->callbacks_tail, r);
     r->in_callbacks = 1;
 }
 
