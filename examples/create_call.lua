@@ -7,7 +7,7 @@
 --   TRUEDY_FROM_NUMBER               optional caller id, one of the agent's numbers
 --   TRUEDY_WAIT                      seconds to follow the call until it ends (default 0)
 --
--- Run:  lua5.4 examples/create_call.lua
+-- Run:  LUA_CPATH="build/5.4/?.so;;" LUA_PATH="lua/?.lua;;" lua5.4 examples/create_call.lua
 local truedy = require "truedy"
 
 local function env(name, default)

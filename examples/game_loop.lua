@@ -9,7 +9,7 @@
 --   TRUEDY_WAIT                      the longest the loop runs, seconds (default 120)
 --   TRUEDY_CALLS                     how many calls (default 20)
 --
--- Run:  lua5.4 examples/game_loop.lua
+-- Run:  LUA_CPATH="build/5.4/?.so;;" LUA_PATH="lua/?.lua;;" lua5.4 examples/game_loop.lua
 -- With the bundled emulator: set -a; eval "$(emulator/truedy-emulator start)"; set +a, then
 -- TRUEDY_AGENT_ID=agt_f9447372 TRUEDY_TO_NUMBER=+12125551234 lua5.4 examples/game_loop.lua
 local truedy = require "truedy"

@@ -11,7 +11,7 @@
 --   TRUEDY_CALLS                     how many calls (default 10)
 --
 -- Needs luv: Debian's lua-luv serves Lua 5.1, 5.2, 5.3, 5.4 and LuaJIT (apt-get install lua-luv).
--- Run:  lua5.4 examples/luv.lua
+-- Run:  LUA_CPATH="build/5.4/?.so;;" LUA_PATH="lua/?.lua;;" lua5.4 examples/luv.lua
 local uv = require "luv"
 local truedy = require "truedy"
 local follow = require "truedy.follow"

@@ -22,14 +22,15 @@ local secret = os.getenv("TRUEDY_WEBHOOK_SECRET") or "whsec_example_0123456789ab
 local handled_ids = {}
 local counts = { handled = 0, redeliveries = 0, refused = 0 }
 
+-- An event's data is the call object, as get_call returns it.
 local function handle(event)
   local call = event.data or {}
   if event.event == "call.ended" then
-    print(string.format("  call %s ended after %d s", call.call_id, call.duration_seconds or 0))
+    print(string.format("  call %s %s after %d s", call.id, call.status, call.duration_seconds or 0))
   elseif event.event == "call.billed" then
-    print(string.format("  call %s billed %.2f %s", call.call_id, call.cost or 0, call.currency or ""))
+    print(string.format("  call %s billed %.2f credits", call.id, call.cost_credits or 0))
   else
-    print(string.format("  call %s: %s", call.call_id, event.event))
+    print(string.format("  call %s: %s (%s)", call.id, event.event, call.status))
   end
 end
 
@@ -39,7 +40,8 @@ local function receive(raw_body, headers)
   if not event then
     counts.refused = counts.refused + 1
     print(string.format("  refused, %s: %s", err.code, err.message))
-    return 400
+    -- 401 for a signature or timestamp that does not hold, 400 for a body that is no event
+    return err.code == "bad_body" and 400 or 401
   end
   if event.id and handled_ids[event.id] then
     counts.redeliveries = counts.redeliveries + 1
@@ -73,10 +75,10 @@ local function deliver(what, event, options)
 end
 
 local call = "call_7f3a9c"
-local started = envelope("evt_001", "call.started", { call_id = call, status = "ringing" })
-local joined = envelope("evt_002", "call.joined", { call_id = call, status = "in-progress" })
-local ended = envelope("evt_003", "call.ended", { call_id = call, status = "ended", duration_seconds = 42 })
-local billed = envelope("evt_004", "call.billed", { call_id = call, cost = 0.35, currency = "USD" })
+local started = envelope("evt_001", "call.started", { id = call, status = "ringing" })
+local joined = envelope("evt_002", "call.joined", { id = call, status = "in-progress" })
+local ended = envelope("evt_003", "call.ended", { id = call, status = "ended", duration_seconds = 42 })
+local billed = envelope("evt_004", "call.billed", { id = call, status = "ended", cost_credits = 0.35 })
 
 deliver("delivery", started)
 deliver("delivery", joined)
@@ -85,10 +87,10 @@ deliver("retry (our answer was lost)", ended) -- the same event again: new times
 deliver("delivery", billed)
 
 -- What an attacker can try, and what verify says to it.
-deliver("forged (another secret)", envelope("evt_666", "call.ended", { call_id = call }),
+deliver("forged (another secret)", envelope("evt_666", "call.ended", { id = call }),
   { secret = "whsec_not_the_right_one" })
 deliver("changed after signing", billed,
-  { change = function(body) return (body:gsub('"cost":0%.35', '"cost":0.01')) end })
+  { change = function(body) return (body:gsub('"cost_credits":0%.35', '"cost_credits":0.01')) end })
 deliver("replayed from 10 minutes ago", billed, { timestamp = os.time() - 600 })
 
 print(string.format("handled %d events, dropped %d redelivery, refused %d deliveries",

@@ -169,10 +169,28 @@ function emu.sh(cmd)
   return out:gsub("__exit=%d+%s*$", ""), status
 end
 
+-- Directories made for a spec; whatever a spec left (a failure, a background request never
+-- waited for) goes when the busted run ends.
+local made = {}
+
+local function remove_made()
+  for _, dir in ipairs(made) do os.execute("rm -rf " .. emu.quote(dir)) end
+  made = {}
+  return nil, true
+end
+
+do
+  local ok, busted = pcall(require, "busted")
+  if ok and type(busted) == "table" and busted.subscribe then
+    busted.subscribe({ "suite", "end" }, remove_made)
+  end
+end
+
 function emu.tmpdir()
   local out = emu.sh("mktemp -d \"${TMPDIR:-/tmp}/truedy-emu-spec.XXXXXX\"")
   local dir = out:match("^(%S+)")
   assert(dir and dir:find("truedy%-emu%-spec"), "mktemp failed")
+  made[#made + 1] = dir
   return dir
 end
 

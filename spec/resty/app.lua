@@ -88,9 +88,15 @@ end
 -- The pids of this nginx's worker processes (from /proc: children of the master).
 function Server:worker_pids()
   local master = tonumber((emu.read_file(self.dir .. "/nginx.pid") or ""):match("%d+"))
-  local out = emu.sh("ps -o pid= --ppid " .. tostring(master))
+  assert(master, "no nginx.pid in " .. self.dir)
+  -- the master's children, read from /proc (coreutils only: procps may be missing)
+  local out = emu.sh("cat /proc/[0-9]*/stat 2>/dev/null")
   local pids = {}
-  for pid in out:gmatch("%d+") do pids[#pids + 1] = tonumber(pid) end
+  for pid, ppid in out:gmatch("(%d+) %b() %a (%d+)") do
+    if tonumber(ppid) == master then pids[#pids + 1] = tonumber(pid) end
+  end
+  table.sort(pids)
+  assert(#pids > 0, "nginx " .. master .. " has no workers")
   return pids
 end
 
