@@ -79,10 +79,8 @@ static void engine_release(td_engine *e) {
     free(e->expect_line);
     free(e->ca_file);
     free(e->ca_path);
-    free(e->base_url);
-    free(e->base_path);
     e->ua_line = e->accept_line = e->ctype_line = e->expect_line = NULL;
-    e->ca_file = e->ca_path = e->base_url = e->base_path = NULL;
+    e->ca_file = e->ca_path = NULL;
     free(e->socks);
     e->socks = NULL;
     e->nsocks = e->socks_cap = 0;
@@ -95,6 +93,11 @@ void td_engine_unref(td_engine *e) {
      * client never finished being made */
     e->closed = 1;
     engine_release(e);
+    /* kept until now: a call builds its path from base_path, and Lua that
+     * runs before the call counts as busy (an __index of the options, a
+     * finalizer at an allocation) may close the client first */
+    free(e->base_url);
+    free(e->base_path);
     free(e);
 }
 

@@ -1,0 +1,71 @@
+-- Defects found by a review of csrc/ after the restructure (issues 6 and 7
+-- state the rules).  Reproductions that crash, hang or corrupt the engine run
+-- in a child interpreter whose exit status and output are checked, so a
+-- failure cannot take the whole run down with it.
+local helper = require "spec.support.helper"
+
+-- A child script's prelude: the module, a client factory on the emulator.
+local function child(body)
+  return string.format([[
+    local truedy = require "truedy"
+    local KEY, URL = %q, %q
+    local params = { agent_id = %q, phone_number = %q }
+    local function client(options)
+      options = options or {}
+      options.api_key, options.base_url = options.api_key or KEY, options.base_url or URL
+      options.retry_base_delay = options.retry_base_delay or 0.01
+      return assert(truedy.new(options))
+    end
+    local newproxy = rawget(_G, "newproxy")
+    -- an object whose collection runs fn (5.1 and LuaJIT: userdata only)
+    local function on_collect(fn)
+      if newproxy then getmetatable(newproxy(true)).__gc = fn
+      else setmetatable({}, { __gc = fn }) end
+    end
+  ]], helper.api_key, helper.base_url, helper.agent.id, helper.to_number) .. body
+end
+
+describe("a start_* method whose client is closed while it reads its arguments", function()
+  before_each(helper.reset)
+
+  for _, method in ipairs({ "start_call", "start_get_call", "start_list_calls" }) do
+    it("answers cancelled, nothing sent, when options' __index closes it (" .. method .. ")", function()
+      local status, output = helper.run_lua(child(string.format([[
+        local c = client()
+        local o = setmetatable({}, { __index = function() c:close() end })
+        local arg = ({ start_call = params, start_get_call = "call_x", start_list_calls = {} })[%q]
+        local h, err = c:%s(arg, o)
+        print(h, err and err.kind, err and err.attempts)
+        print(pcall(c.%s, c, arg))
+      ]], method, method, method)))
+      assert.equal(0, status, output)
+      assert.matches("^nil\tcancelled\t0\n", output)
+      assert.matches("false\t[^\n]*the client is closed", output)
+      assert.equal(0, #helper.journal())
+    end)
+  end
+
+  it("survives finalizers that close it at any allocation, ids given as numbers", function()
+    -- a number id is turned into a string before the call counts as running
+    local status, output = helper.run_lua(child([[
+      collectgarbage("setpause", 0)
+      local outcomes = {}
+      for i = 1, 300 do
+        local c = client{ max_retries = 0 }
+        on_collect(function() c:close() end)
+        local method = i % 2 == 0 and c.get_call or c.start_get_call
+        local ok, res, err = pcall(method, c, 4242)
+        local what = not ok and tostring(res):match("the client is closed") and "closed"
+          or not ok and "raised: " .. tostring(res)
+          or res and "ok" or err.kind
+        outcomes[what] = (outcomes[what] or 0) + 1
+      end
+      for what, n in pairs(outcomes) do print(what, n) end
+    ]]))
+    assert.equal(0, status, output)
+    for line in output:gmatch("[^\n]+") do
+      local what = line:match("^(.-)\t%d+$")
+      assert.truthy(what == "ok" or what == "api" or what == "cancelled" or what == "closed", line)
+    end
+  end)
+end)
