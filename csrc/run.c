@@ -186,8 +186,14 @@ enum { JUDGED_RETRY, JUDGED_FINAL };
  * (nres values) are left on the stack for a blocking request of this frame;
  * a handle's go into the handle. */
 static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nres) {
-    int top = lua_gettop(L), n;
+    int base = lua_gettop(L), top, n;
     td_outcome_info info;
+    /* a handle's request: the handle stays on the stack while Lua runs, so
+     * r (which the handle holds) outlives a close() or cancel() that
+     * unanchors the handle, and the collection that may follow */
+    if (r->frame == NULL)
+        td_anchor_push_handle(L, client_idx, r->id);
+    top = lua_gettop(L);
     if (r->stop == TD_STOP_PAUSED) {
         n = push_paused(L, client_idx, r); /* final: no retry to decide */
     } else {
@@ -218,7 +224,7 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
                                         td_random01());
             if (delay >= 0) {
                 td_engine_retry(e, r, delay);
-                lua_settop(L, top);
+                lua_settop(L, base);
                 return JUDGED_RETRY;
             }
         }
@@ -234,7 +240,7 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
         return JUDGED_FINAL;
     }
     if (r->stop == TD_STOP_CANCELLED) { /* h:cancel() ran meanwhile: it answered */
-        lua_settop(L, top);
+        lua_settop(L, base);
         *nres = 0;
         return JUDGED_FINAL;
     }
@@ -248,7 +254,7 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
         else
             td_anchor_set(L, client_idx, r->id, 0);
     }
-    lua_settop(L, top);
+    lua_settop(L, base);
     *nres = 0;
     return JUDGED_FINAL;
 }

@@ -69,3 +69,56 @@ describe("a start_* method whose client is closed while it reads its arguments",
     end
   end)
 end)
+
+-- A finalizer that keeps re-arming itself runs at nearly every allocation
+-- under this GC setting; it acts (`act(C)`) at one moment only: the target
+-- handle's attempt has left libcurl (C:stats().running == 0) and is not
+-- judged yet, i.e. its outcome is being built, the only step in between
+-- that runs Lua.
+local judging_prelude = [[
+  local C, target, hit, arming, act = nil, nil, false, true, nil
+  local function in_judgement()
+    local t = target
+    return t ~= nil and C ~= nil and not C:stats().closed and C:stats().running == 0
+      and not t:done() and t:state() == "running"
+  end
+  local function arm()
+    on_collect(function()
+      if in_judgement() then
+        hit = true
+        act(C)
+      end
+      if arming then arm() end
+    end)
+  end
+  collectgarbage("setpause", 0)
+  collectgarbage("setstepmul", 1000)
+]]
+
+describe("a finalizer that runs while a handle's outcome is judged", function()
+  before_each(function()
+    helper.reset()
+    helper.configure{ rate_limit = 0 }
+  end)
+
+  it("may close the client and let the handle be collected (make valgrind / sanitize see it)", function()
+    -- collectgarbage() inside a finalizer collects on 5.1-5.3 and LuaJIT;
+    -- 5.4 ignores it there, so the handle outlives the judgement anyway
+    local status, output = helper.run_lua(child(judging_prelude .. [[
+      act = function(c) target = nil; c:close(); collectgarbage() end
+      arm()
+      for _ = 1, 200 do
+        C = client{ retries = 0 }
+        target = C:start_list_calls() -- held by nothing but the client's anchor
+        while target and not target:done() do C:poll(0.05) end
+        target = nil
+        if hit then break end
+      end
+      arming = false
+      collectgarbage()
+      print(hit and "hit" or "no hit", C:stats().closed, C:stats().live_requests)
+    ]]))
+    assert.equal(0, status, output)
+    assert.equal("hit\ttrue\t0\n", output)
+  end)
+end)
