@@ -180,6 +180,8 @@ static int push_paused(lua_State *L, int client_idx, const td_req *r) {
 
 /* ---- judging finished attempts --------------------------------------------------------- */
 
+/* JUDGED_RETRY: r is not finished by this judgement (retried, or judged by
+ * another frame meanwhile); JUDGED_FINAL: it is. */
 enum { JUDGED_RETRY, JUDGED_FINAL };
 
 /* Judge r, a completed attempt this frame may judge.  The final results
@@ -187,6 +189,7 @@ enum { JUDGED_RETRY, JUDGED_FINAL };
  * a handle's go into the handle. */
 static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nres) {
     int base = lua_gettop(L), top, n;
+    unsigned judged = r->judged;
     td_outcome_info info;
     /* a handle's request: the handle stays on the stack while Lua runs, so
      * r (which the handle holds) outlives a close() or cancel() that
@@ -196,6 +199,8 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
     top = lua_gettop(L);
     if (r->stop == TD_STOP_PAUSED) {
         n = push_paused(L, client_idx, r); /* final: no retry to decide */
+        if (r->judged != judged)
+            goto judged_meanwhile;
     } else {
         td_outcome_in in;
         in.a = &r->a;
@@ -208,6 +213,8 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
         in.max_response_bytes = e->cfg.max_response_bytes;
         in.secret = e->api_key;
         n = td_outcome_push(L, &in, &info); /* Lua runs: anything may happen */
+        if (r->judged != judged)
+            goto judged_meanwhile;
         if (r->state == TD_COMPLETED && info.is_error && !e->closed) {
             double delay = -1;
             if (r->a.status == 429 && info.server_wait >= 0) {
@@ -223,6 +230,7 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
                                         r->retry_max_delay, r->retry_max_wait, info.server_wait,
                                         td_random01());
             if (delay >= 0) {
+                r->judged++;
                 td_engine_retry(e, r, delay);
                 lua_settop(L, base);
                 return JUDGED_RETRY;
@@ -230,6 +238,7 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
         }
     }
     /* final.  (Stopped while Lua ran: the answer in hand is still the true one.) */
+    r->judged++;
     if (r->state != TD_DONE) {
         td_engine_unlink_completed(e, r);
         r->state = TD_DONE;
@@ -257,6 +266,14 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
     lua_settop(L, base);
     *nres = 0;
     return JUDGED_FINAL;
+
+judged_meanwhile:
+    /* a frame that the Lua above started (a finalizer calling poll, wait or
+     * a blocking method) judged this same attempt, and may have retried it:
+     * that judgement stands, this answer is dropped */
+    lua_settop(L, base);
+    *nres = 0;
+    return JUDGED_RETRY;
 }
 
 /* The first completed request this frame may judge: its own, or a handle's. */

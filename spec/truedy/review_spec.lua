@@ -101,6 +101,31 @@ describe("a finalizer that runs while a handle's outcome is judged", function()
     helper.configure{ rate_limit = 0 }
   end)
 
+  it("may poll: the attempt is judged once, its retries go on, nothing stays in flight", function()
+    helper.fault{ method = "GET", path = "/calls", type = "status", status = 503, count = 100000 }
+    local status, output = helper.run_lua(child(judging_prelude .. [[
+      C = client{ retries = 10, retry_base_delay = 0.001, retry_max_delay = 0.002 }
+      act = function(c) target = nil; c:poll(0) end
+      arm()
+      for _ = 1, 200 do
+        local h = C:start_list_calls()
+        target = h
+        local res, err = h:wait()
+        target = nil
+        if hit then
+          arming = false
+          print("hit", res, err and err.status, err and err.attempts, C:pending())
+          os.exit(0) -- a corrupted engine must not run on (and hang)
+        end
+      end
+      arming = false
+      print("no hit")
+    ]]))
+    assert.equal(0, status, output)
+    -- every one of the 11 attempts was made, and judged, once
+    assert.equal("hit\tnil\t503\t11\t0\n", output)
+  end)
+
   it("may close the client and let the handle be collected (make valgrind / sanitize see it)", function()
     -- collectgarbage() inside a finalizer collects on 5.1-5.3 and LuaJIT;
     -- 5.4 ignores it there, so the handle outlives the judgement anyway
