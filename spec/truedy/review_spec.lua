@@ -147,3 +147,35 @@ describe("a finalizer that runs while a handle's outcome is judged", function()
     assert.equal("hit\ttrue\t0\n", output)
   end)
 end)
+
+describe("a response object that gives a key twice", function()
+  before_each(helper.reset)
+
+  local function answer(body)
+    helper.fault{ method = "GET", path = "/calls", type = "raw", status = 200,
+                  headers = { ["Content-Type"] = "application/json" }, body = body }
+    return assert(helper.client{ max_retries = 0 }:list_calls())
+  end
+
+  it("keeps the last value, as lua-cjson reads it, when the last is null", function()
+    local res = answer('{"data":{"id":"c1","ended_at":"2026-01-01T00:00:00Z","ended_at":null,'
+      .. '"n":1,"n":null,"m":null,"m":2}}')
+    assert.equal("c1", res.data.id)
+    assert.is_nil(res.data.ended_at)
+    assert.is_nil(res.data.n)
+    assert.equal(2, res.data.m)
+  end)
+
+  it("whatever escapes spell the earlier one", function()
+    local res = answer('{"data":{"\\u0065nded_at":"2026-01-01T00:00:00Z","ended_at":null}}')
+    assert.is_nil(res.data.ended_at)
+  end)
+
+  it("in nested objects too, and not across objects", function()
+    local res = answer('{"data":{"a":{"x":1,"x":null},"b":{"x":1},"c":[{"x":1},{"x":null}]}}')
+    assert.is_nil(res.data.a.x)
+    assert.equal(1, res.data.b.x)
+    assert.equal(1, res.data.c[1].x)
+    assert.is_nil(res.data.c[2].x)
+  end)
+end)
