@@ -179,3 +179,23 @@ describe("a response object that gives a key twice", function()
     assert.is_nil(res.data.c[2].x)
   end)
 end)
+
+describe("a Retry-After header that is not a number of seconds", function()
+  before_each(helper.reset)
+
+  for _, value in ipairs({ "inf", "infinity", "1e999", "nan", "-1" }) do
+    it("is ignored, and never pauses the client for good (" .. value .. ")", function()
+      helper.fault{ method = "GET", path = "/calls", type = "raw", status = 429,
+                    headers = { ["Content-Type"] = "application/json", ["Retry-After"] = value },
+                    body = '{"error":{"code":"rate_limit_exceeded","message":"slow down"}}' }
+      local c = helper.client{ max_retries = 0 }
+      local res, err = c:list_calls()
+      assert.is_nil(res)
+      assert.equal(429, err.status)
+      assert.is_nil(err.retry_after)
+      -- the fault is used up: the next call goes out and is answered
+      assert(c:list_calls())
+      assert.equal(2, #helper.journal("GET"))
+    end)
+  end
+end)
