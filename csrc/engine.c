@@ -24,6 +24,7 @@
 #include "truedy.h"
 
 #define FREE_LIST_MAX 16
+#define SOCKS_MAX (TD_POOL_MAX * 2 + 8) /* the sockets td_engine_drive polls */
 #define KEEP_BUFFER_MAX ((size_t)64 * 1024) /* larger buffers are not kept for reuse */
 
 /* ---- lifetime -------------------------------------------------------------- */
@@ -151,7 +152,12 @@ int td_engine_start(td_engine *e) {
     CURLSHcode src = CURLSHE_OK;
     e->multi = curl_multi_init();
     e->share = curl_share_init();
-    if (e->multi == NULL || e->share == NULL)
+    /* the socket table at its full size now, so that on_socket never fails:
+     * a -1 from it marks the whole multi handle dead for good (every later
+     * transfer aborted, and no timer set to tell us) */
+    e->socks = malloc(sizeof *e->socks * SOCKS_MAX);
+    e->socks_cap = e->socks ? SOCKS_MAX : 0;
+    if (e->multi == NULL || e->share == NULL || e->socks == NULL)
         return -1;
     src |= curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     src |= curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
@@ -390,7 +396,7 @@ double td_engine_timeout(td_engine *e) {
 }
 
 int td_engine_drive(td_engine *e, double wait, const void *frame) {
-    struct pollfd fds[TD_POOL_MAX * 2 + 8];
+    struct pollfd fds[SOCKS_MAX];
     int nfds = 0, i, running = 0, interrupted = 0;
     double now = td_monotonic(), t;
     if (e->closed || e->multi == NULL)

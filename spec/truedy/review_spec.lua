@@ -199,3 +199,39 @@ describe("a Retry-After header that is not a number of seconds", function()
     end)
   end
 end)
+
+describe("the engine's socket table", function()
+  before_each(helper.reset)
+
+  it("never fails libcurl's socket callback: one refused allocation does not kill the client", function()
+    -- under valgrind or the sanitizers their allocator answers first: no shim
+    if os.getenv("TRUEDY_TEST_WRAPPER") then
+      pending("the shim cannot interpose realloc under " .. os.getenv("TRUEDY_TEST_WRAPPER"))
+      return
+    end
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    local shim = dir .. "/fail_socket_table.so"
+    local built = os.execute("cc -shared -fPIC -O1 -o " .. shim .. " spec/support/fail_socket_table.c -ldl")
+    assert(built == true or built == 0, "could not build the shim")
+    local script = dir .. "/main.lua"
+    local file = assert(io.open(script, "w"))
+    file:write(child([[
+      local c = client{ max_retries = 0, timeout = 5 }
+      for i = 1, 3 do
+        local res, err = c:list_calls()
+        print(i, res and "ok" or tostring(err))
+      end
+    ]]))
+    file:close()
+    -- before the fix the first call slept for an hour: the timeout ends it
+    local pipe = assert(io.popen(string.format(
+      "timeout 20 env LD_PRELOAD=%s LUA_CPATH='%s/?.so;;' LUA_PATH='%s/lua/?.lua;;' %s %s 2>&1; echo \"__exit=$?\"",
+      shim, helper.module_dir, helper.root, helper.lua, script)))
+    local output = pipe:read("*a")
+    pipe:close()
+    os.execute("rm -rf " .. dir)
+    assert.equal("1\tok\n2\tok\n3\tok\n__exit=0\n", output)
+  end)
+end)
