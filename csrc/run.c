@@ -426,9 +426,11 @@ static int client_sockets(lua_State *L) {
     int i, n = e->nsocks;
     lua_createtable(L, 0, n);
     for (i = 0; i < e->nsocks; i++) {
-        int what = e->socks[i].what;
+        /* read before pushing: a finalizer that runs there may close the
+         * client, and the release frees the table (nsocks becomes 0) */
+        int what = e->socks[i].what, fd = (int)e->socks[i].fd;
         lua_pushstring(L, what == CURL_POLL_INOUT ? "rw" : what == CURL_POLL_OUT ? "w" : "r");
-        lua_rawseti(L, -2, (int)e->socks[i].fd);
+        lua_rawseti(L, -2, fd);
     }
     return 1;
 }

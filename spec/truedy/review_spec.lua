@@ -235,3 +235,45 @@ describe("the engine's socket table", function()
     assert.equal("1\tok\n2\tok\n3\tok\n__exit=0\n", output)
   end)
 end)
+
+describe("client:sockets()", function()
+  before_each(function()
+    helper.reset()
+    helper.configure{ rate_limit = 0 }
+  end)
+
+  it("survives a finalizer that closes the client while it builds the table", function()
+    helper.fault{ method = "GET", path = "/calls", type = "delay", seconds = 0.5, count = 100000 }
+    local status, output = helper.run_lua(child([[
+      collectgarbage("setpause", 0)
+      collectgarbage("setstepmul", 1000)
+      local outcomes = {}
+      for _ = 1, 60 do
+        local c = client{ retries = 0 }
+        local handles = {}
+        for k = 1, 4 do handles[k] = c:start_list_calls() end
+        local n = 0
+        while n == 0 do
+          c:poll(0.01)
+          for _ in pairs(c:sockets()) do n = n + 1 end
+        end
+        on_collect(function() c:close() end)
+        local ok, err
+        for _ = 1, 50 do
+          ok, err = pcall(c.sockets, c)
+          if not ok then break end
+        end
+        local what = ok and "ok" or tostring(err):match("the client is closed") and "closed"
+          or tostring(err)
+        outcomes[what] = (outcomes[what] or 0) + 1
+        c:close()
+      end
+      for what, n in pairs(outcomes) do print(what, n) end
+    ]]))
+    assert.equal(0, status, output)
+    for line in output:gmatch("[^\n]+") do
+      local what = line:match("^(.-)\t%d+$")
+      assert.truthy(what == "ok" or what == "closed", line)
+    end
+  end)
+end)
