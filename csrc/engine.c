@@ -24,6 +24,7 @@
 #include "truedy.h"
 
 #define FREE_LIST_MAX 16
+#define SOCKS_MAX (TD_POOL_MAX * 2 + 8) /* the sockets td_engine_drive polls */
 #define KEEP_BUFFER_MAX ((size_t)64 * 1024) /* larger buffers are not kept for reuse */
 
 /* ---- lifetime -------------------------------------------------------------- */
@@ -79,10 +80,8 @@ static void engine_release(td_engine *e) {
     free(e->expect_line);
     free(e->ca_file);
     free(e->ca_path);
-    free(e->base_url);
-    free(e->base_path);
     e->ua_line = e->accept_line = e->ctype_line = e->expect_line = NULL;
-    e->ca_file = e->ca_path = e->base_url = e->base_path = NULL;
+    e->ca_file = e->ca_path = NULL;
     free(e->socks);
     e->socks = NULL;
     e->nsocks = e->socks_cap = 0;
@@ -95,6 +94,11 @@ void td_engine_unref(td_engine *e) {
      * client never finished being made */
     e->closed = 1;
     engine_release(e);
+    /* kept until now: a call builds its path from base_path, and Lua that
+     * runs before the call counts as busy (an __index of the options, a
+     * finalizer at an allocation) may close the client first */
+    free(e->base_url);
+    free(e->base_path);
     free(e);
 }
 
@@ -148,7 +152,12 @@ int td_engine_start(td_engine *e) {
     CURLSHcode src = CURLSHE_OK;
     e->multi = curl_multi_init();
     e->share = curl_share_init();
-    if (e->multi == NULL || e->share == NULL)
+    /* the socket table at its full size now, so that on_socket never fails:
+     * a -1 from it marks the whole multi handle dead for good (every later
+     * transfer aborted, and no timer set to tell us) */
+    e->socks = malloc(sizeof *e->socks * SOCKS_MAX);
+    e->socks_cap = e->socks ? SOCKS_MAX : 0;
+    if (e->multi == NULL || e->share == NULL || e->socks == NULL)
         return -1;
     src |= curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     src |= curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
@@ -392,7 +401,7 @@ double td_engine_timeout(td_engine *e) {
 }
 
 int td_engine_drive(td_engine *e, double wait, const void *frame) {
-    struct pollfd fds[TD_POOL_MAX * 2 + 8];
+    struct pollfd fds[SOCKS_MAX];
     int nfds = 0, i, running = 0, interrupted = 0;
     double now = td_monotonic(), t;
     if (e->closed || e->multi == NULL)

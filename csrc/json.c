@@ -550,17 +550,39 @@ static size_t literal(const char *s, size_t n, size_t i, const char *word) {
     return i + k;
 }
 
+/* Would dropping the null member whose key is out[at..at+len) (plain:
+ * no escape) change what the object decodes to?  It would when an earlier
+ * member wrote the same key (lua-cjson keeps the last value, here the
+ * null, which the walk then deletes); an earlier key with an escape may
+ * spell the same, so it counts as the same. */
+static int repeats_key(const char *out, const uint16_t *key_at, const uint16_t *key_len,
+                       int from, int to, size_t at, size_t len) {
+    int k;
+    for (k = from; k < to; k++) {
+        const char *key = out + key_at[k];
+        if ((key_len[k] == len && memcmp(key, out + at, len) == 0) ||
+            memchr(key, '\\', key_len[k]) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
 /* Copy the JSON text s[0..n) to out (at least n bytes) without the object
  * members whose value is null: lua-cjson then has fewer entries to build
  * and the walk nothing to delete.  Nulls inside arrays stay (positions
  * matter).  Whitespace outside strings is dropped.  Returns the length
  * written, or -1 when the text is not what this scanner expects (invalid
- * JSON, too deep): the caller then decodes the text as it is, and walks. */
+ * JSON, too deep, a null member repeating a key): the caller then decodes
+ * the text as it is, and walks. */
 static long strip_null_members(const char *s, size_t n, char *out, int *flags) {
     char kind[TD_DECODE_MAX_DEPTH + 1];  /* '{' or '[' per open level */
     int count[TD_DECODE_MAX_DEPTH + 1];  /* members or items written at that level */
+    /* the keys written in the objects open now (offset and length in out),
+     * each object's from keys_from[its level]: a member takes 4 bytes or more */
+    uint16_t key_at[STRIP_MAX / 4 + 1], key_len[STRIP_MAX / 4 + 1];
+    int keys_from[TD_DECODE_MAX_DEPTH + 1], nkeys = 0;
     int depth = 0;
-    size_t i = 0, o = 0, mark;
+    size_t i = 0, o = 0, mark, key;
     *flags = 0;
     goto value;
 
@@ -575,6 +597,7 @@ value: /* a value starts here */
             return -1;
         kind[++depth] = s[i];
         count[depth] = 0;
+        keys_from[depth] = nkeys;
         out[o++] = s[i++];
         i = skip_ws(s, n, i);
         if (i < n && s[i] == (kind[depth] == '{' ? '}' : ']')) { /* empty */
@@ -619,6 +642,7 @@ member: /* in an object, a "key": value member starts here */
     mark = o; /* rewound here if the value is null */
     if (count[depth] > 0)
         out[o++] = ',';
+    key = o + 1; /* after the opening quote */
     if ((i = copy_string(s, n, i, out, &o, flags)) == 0)
         return -1;
     i = skip_ws(s, n, i);
@@ -632,13 +656,17 @@ member: /* in an object, a "key": value member starts here */
             return -1;
         /* a dropped key must be plainly valid (no escape, no control byte):
          * dropping it must never turn invalid JSON into valid JSON */
-        for (k = mark + (count[depth] > 0) + 1; k + 2 < o; k++)
+        for (k = key; k + 2 < o; k++)
             if ((unsigned char)out[k] < 0x20 || out[k] == '\\')
                 return -1;
+        if (repeats_key(out, key_at, key_len, keys_from[depth], nkeys, key, o - 2 - key))
+            return -1;
         o = mark; /* the member is dropped */
         i = end;
         goto after_member;
     }
+    key_at[nkeys] = (uint16_t)key;
+    key_len[nkeys++] = (uint16_t)(o - 2 - key); /* without '":' */
     count[depth]++;
     goto value;
 
@@ -671,6 +699,7 @@ after_member: /* in an object, after a member (written or dropped) */
     }
     if (i < n && s[i] == '}') {
         out[o++] = s[i++];
+        nkeys = keys_from[depth];
         depth--;
         goto after_value;
     }

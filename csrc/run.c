@@ -180,16 +180,27 @@ static int push_paused(lua_State *L, int client_idx, const td_req *r) {
 
 /* ---- judging finished attempts --------------------------------------------------------- */
 
+/* JUDGED_RETRY: r is not finished by this judgement (retried, or judged by
+ * another frame meanwhile); JUDGED_FINAL: it is. */
 enum { JUDGED_RETRY, JUDGED_FINAL };
 
 /* Judge r, a completed attempt this frame may judge.  The final results
  * (nres values) are left on the stack for a blocking request of this frame;
  * a handle's go into the handle. */
 static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nres) {
-    int top = lua_gettop(L), n;
+    int base = lua_gettop(L), top, n;
+    unsigned judged = r->judged;
     td_outcome_info info;
+    /* a handle's request: the handle stays on the stack while Lua runs, so
+     * r (which the handle holds) outlives a close() or cancel() that
+     * unanchors the handle, and the collection that may follow */
+    if (r->frame == NULL)
+        td_anchor_push_handle(L, client_idx, r->id);
+    top = lua_gettop(L);
     if (r->stop == TD_STOP_PAUSED) {
         n = push_paused(L, client_idx, r); /* final: no retry to decide */
+        if (r->judged != judged)
+            goto judged_meanwhile;
     } else {
         td_outcome_in in;
         in.a = &r->a;
@@ -202,6 +213,8 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
         in.max_response_bytes = e->cfg.max_response_bytes;
         in.secret = e->api_key;
         n = td_outcome_push(L, &in, &info); /* Lua runs: anything may happen */
+        if (r->judged != judged)
+            goto judged_meanwhile;
         if (r->state == TD_COMPLETED && info.is_error && !e->closed) {
             double delay = -1;
             if (r->a.status == 429 && info.server_wait >= 0) {
@@ -217,13 +230,15 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
                                         r->retry_max_delay, r->retry_max_wait, info.server_wait,
                                         td_random01());
             if (delay >= 0) {
+                r->judged++;
                 td_engine_retry(e, r, delay);
-                lua_settop(L, top);
+                lua_settop(L, base);
                 return JUDGED_RETRY;
             }
         }
     }
     /* final.  (Stopped while Lua ran: the answer in hand is still the true one.) */
+    r->judged++;
     if (r->state != TD_DONE) {
         td_engine_unlink_completed(e, r);
         r->state = TD_DONE;
@@ -234,7 +249,7 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
         return JUDGED_FINAL;
     }
     if (r->stop == TD_STOP_CANCELLED) { /* h:cancel() ran meanwhile: it answered */
-        lua_settop(L, top);
+        lua_settop(L, base);
         *nres = 0;
         return JUDGED_FINAL;
     }
@@ -248,9 +263,17 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
         else
             td_anchor_set(L, client_idx, r->id, 0);
     }
-    lua_settop(L, top);
+    lua_settop(L, base);
     *nres = 0;
     return JUDGED_FINAL;
+
+judged_meanwhile:
+    /* a frame that the Lua above started (a finalizer calling poll, wait or
+     * a blocking method) judged this same attempt, and may have retried it:
+     * that judgement stands, this answer is dropped */
+    lua_settop(L, base);
+    *nres = 0;
+    return JUDGED_RETRY;
 }
 
 /* The first completed request this frame may judge: its own, or a handle's. */
@@ -403,9 +426,11 @@ static int client_sockets(lua_State *L) {
     int i, n = e->nsocks;
     lua_createtable(L, 0, n);
     for (i = 0; i < e->nsocks; i++) {
-        int what = e->socks[i].what;
+        /* read before pushing: a finalizer that runs there may close the
+         * client, and the release frees the table (nsocks becomes 0) */
+        int what = e->socks[i].what, fd = (int)e->socks[i].fd;
         lua_pushstring(L, what == CURL_POLL_INOUT ? "rw" : what == CURL_POLL_OUT ? "w" : "r");
-        lua_rawseti(L, -2, (int)e->socks[i].fd);
+        lua_rawseti(L, -2, fd);
     }
     return 1;
 }

@@ -8,6 +8,7 @@
  * idempotency key in front of them.  The callbacks touch C memory only.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,10 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata) {
         double secs;
         header_value(line + v, n - v, value, sizeof value);
         secs = strtod(value, &end);
-        if (end != value && *end == '\0' && secs >= 0) {
+        /* seconds are digits (strtod also reads "inf", "1e999": a wait
+         * that would pause the client for good) */
+        if (end != value && *end == '\0' && value[0] >= '0' && value[0] <= '9' &&
+            secs < HUGE_VAL) {
             r->a.retry_after = secs;
         } else {
             time_t when = curl_getdate(value, NULL); /* the HTTP-date form */

@@ -298,6 +298,7 @@ struct td_req {
     unsigned long id;         /* the anchor of its Lua handle */
     int refs;                 /* engine lists, a handle, a blocking frame, the callback queue */
     int held;                 /* the engine holds one of those references (submitted, not DONE) */
+    unsigned judged;          /* attempts judged: a judgement that ran Lua sees if another did */
     enum td_rstate state;
     int in_active, in_completed, in_callbacks;
     const td_endpoint *ep;
