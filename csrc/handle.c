@@ -49,6 +49,14 @@ void td_handle_store(lua_State *L, int h_idx, int res_idx, int nres) {
     h->answered = 1; /* last: a finalizer running above saw it unfinished */
 }
 
+void td_handle_answer(lua_State *L, int client_idx, td_req *r, int h_idx, int res_idx, int nres) {
+    td_handle_store(L, h_idx, res_idx, nres);
+    if (r->has_on_done && !r->e->closed)
+        td_engine_push_callback(r->e, r); /* the anchor stays until on_done runs */
+    else
+        td_anchor_set(L, client_idx, r->id, 0);
+}
+
 /* Stopped by close() with no answer: the cancelled error, made once. */
 static void answer_stopped(lua_State *L, int h_idx, td_handle *h) {
     int top = lua_gettop(L);
@@ -125,34 +133,26 @@ static int handle_cancel(lua_State *L) {
     top = lua_gettop(L); /* the client */
     td_engine_stop(r->e, r, TD_STOP_CANCELLED);
     td_push_stopped(L, r);
-    td_handle_store(L, 1, top + 1, 2);
+    td_handle_answer(L, top, r, 1, top + 1, 2); /* on_done runs at the next poll or wait */
     lua_settop(L, top);
-    if (r->has_on_done && !r->e->closed)
-        td_engine_push_callback(r->e, r); /* on_done runs at the next poll or wait */
-    else
-        td_anchor_set(L, top, r->id, 0);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+static int wait_stop(void *arg, td_engine *e, int finished) {
+    (void)e;
+    (void)finished;
+    return is_done(arg);
 }
 
 /* Under lua_pcall: handle at 1, client at 2, timeout at 3 (< 0: none). */
 static int wait_body(lua_State *L) {
     td_handle *h = lua_touserdata(L, 1);
     td_client *c = lua_touserdata(L, 2);
-    td_engine *e = c->e;
-    double timeout = lua_tonumber(L, 3), deadline = td_monotonic() + timeout, wait = 0;
-    for (;;) {
-        if (td_engine_drive(e, wait, NULL))
-            td_run_after_signal(L);
-        td_run_completed(L, 2, e, NULL);
-        if (td_run_callbacks(L, 2, e))
-            return lua_error(L);
-        if (is_done(h) || e->closed)
-            break;
-        wait = timeout < 0 ? 3600 : deadline - td_monotonic();
-        if (wait <= 0)
-            return 0;
-    }
+    int timed_out;
+    td_run_until(L, 2, c->e, lua_tonumber(L, 3), wait_stop, h, &timed_out);
+    if (timed_out)
+        return 0;
     return td_handle_push_results(L, 1);
 }
 

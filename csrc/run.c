@@ -256,12 +256,7 @@ static int judge(lua_State *L, int client_idx, td_engine *e, td_req *r, int *nre
     /* a handle's answer: into the handle, found through the anchor */
     td_anchor_push_handle(L, client_idx, r->id);
     if (lua_isuserdata(L, -1)) {
-        int h = lua_gettop(L);
-        td_handle_store(L, h, top + 1, n);
-        if (r->has_on_done && !e->closed)
-            td_engine_push_callback(e, r); /* the anchor stays until it runs */
-        else
-            td_anchor_set(L, client_idx, r->id, 0);
+        td_handle_answer(L, client_idx, r, lua_gettop(L), top + 1, n);
     }
     lua_settop(L, base);
     *nres = 0;
@@ -360,27 +355,42 @@ int td_run_callbacks(lua_State *L, int client_idx, td_engine *e) {
     return 0;
 }
 
-/* ---- client:poll, client:timeout, client:sockets ----------------------------------------- */
+/* ---- driving until something is true ---------------------------------------------------- */
 
-/* Under lua_pcall: client at 1, timeout at 2. */
-static int poll_body(lua_State *L) {
-    td_client *c = lua_touserdata(L, 1);
-    td_engine *e = c->e;
-    double timeout = lua_tonumber(L, 2), deadline = td_monotonic() + timeout, wait = 0;
+int td_run_until(lua_State *L, int client_idx, td_engine *e, double timeout, td_stop_fn stop,
+                 void *arg, int *timed_out) {
+    double deadline = td_monotonic() + timeout, wait = 0; /* the first pass never sleeps */
     int finished = 0;
+    *timed_out = 0;
     for (;;) {
         if (td_engine_drive(e, wait, NULL))
             td_run_after_signal(L);
-        finished += td_run_completed(L, 1, e, NULL);
-        if (td_run_callbacks(L, 1, e))
-            return lua_error(L); /* the callback's own error, unchanged */
-        if (finished > 0 || e->closed || td_engine_timeout(e) < 0)
-            break;
-        wait = deadline - td_monotonic();
-        if (wait <= 0)
-            break;
+        finished += td_run_completed(L, client_idx, e, NULL);
+        if (td_run_callbacks(L, client_idx, e))
+            lua_error(L); /* the callback's own error, unchanged */
+        if (e->closed || stop(arg, e, finished))
+            return finished;
+        wait = timeout < 0 ? 3600 : deadline - td_monotonic();
+        if (wait <= 0) {
+            *timed_out = 1;
+            return finished;
+        }
     }
-    lua_pushinteger(L, finished);
+}
+
+/* ---- client:poll, client:timeout, client:sockets ----------------------------------------- */
+
+/* Under lua_pcall: client at 1, timeout at 2.  Stops once something
+ * finished, or when nothing is in flight. */
+static int poll_stop(void *arg, td_engine *e, int finished) {
+    (void)arg;
+    return finished > 0 || td_engine_timeout(e) < 0;
+}
+
+static int poll_body(lua_State *L) {
+    td_client *c = lua_touserdata(L, 1);
+    int timed_out;
+    lua_pushinteger(L, td_run_until(L, 1, c->e, lua_tonumber(L, 2), poll_stop, NULL, &timed_out));
     return 1;
 }
 

@@ -492,6 +492,13 @@ int td_run_blocking(lua_State *L, int client_idx, td_engine *e, td_req *r, const
 /* Judge the completed attempts this frame may judge; returns how many
  * handles finished.  Results of handles go to their user values. */
 int td_run_completed(lua_State *L, int client_idx, td_engine *e, const void *frame);
+/* Drive the engine, judge finished attempts and run callbacks until stop()
+ * says so, the client is closed, or timeout seconds pass (< 0: none; 0: one
+ * pass that never sleeps).  Returns how many handles finished; *timed_out
+ * says the time ran out.  A callback's error is raised unchanged. */
+typedef int (*td_stop_fn)(void *arg, td_engine *e, int finished);
+int td_run_until(lua_State *L, int client_idx, td_engine *e, double timeout, td_stop_fn stop,
+                 void *arg, int *timed_out);
 /* Run queued on_done callbacks; pushes the first error raised and returns
  * 1 (the rest stay queued), else 0. */
 int td_run_callbacks(lua_State *L, int client_idx, td_engine *e);
@@ -516,6 +523,9 @@ void td_handle_init(lua_State *L);
 void td_handle_push(lua_State *L, int client_idx, int on_done_idx);
 /* Store the results at res_idx (1 or 2 values) in the handle at h_idx. */
 void td_handle_store(lua_State *L, int h_idx, int res_idx, int nres);
+/* A finished handle's answer: stored, then its on_done queued (the anchor
+ * stays until it runs) or, without one, the anchor dropped. */
+void td_handle_answer(lua_State *L, int client_idx, td_req *r, int h_idx, int res_idx, int nres);
 /* Push the stored results of a finished handle; returns their count. */
 int td_handle_push_results(lua_State *L, int h_idx);
 
