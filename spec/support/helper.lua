@@ -109,6 +109,30 @@ function helper.run_lua(code, env)
   return status, (output:gsub("__exit=%d+%s*$", ""))
 end
 
+-- A child script (for helper.run_lua) with a prelude: `truedy`, `params`
+-- (valid create_call params), `client([options])` (a client on the emulator
+-- with test-sized retry delays) and `on_collect(fn)` (an object whose
+-- collection runs fn, on every Lua), then `body`.
+function helper.child_script(body)
+  return string.format([[
+    local truedy = require "truedy"
+    local KEY, URL = %q, %q
+    local params = { agent_id = %q, phone_number = %q }
+    local function client(options)
+      options = options or {}
+      options.api_key, options.base_url = options.api_key or KEY, options.base_url or URL
+      options.retry_base_delay = options.retry_base_delay or 0.01
+      return assert(truedy.new(options))
+    end
+    local newproxy = rawget(_G, "newproxy")
+    -- an object whose collection runs fn (5.1 and LuaJIT: userdata only)
+    local function on_collect(fn)
+      if newproxy then getmetatable(newproxy(true)).__gc = fn
+      else setmetatable({}, { __gc = fn }) end
+    end
+  ]], helper.api_key, helper.base_url, helper.agent.id, helper.to_number) .. body
+end
+
 -- Every string inside a value (deeply), for "the key never appears" checks.
 function helper.all_strings(value, out, seen)
   out = out or {}

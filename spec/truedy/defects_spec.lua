@@ -6,24 +6,8 @@ local helper = require "spec.support.helper"
 local truedy = require "truedy"
 local cjson = require("cjson").new()
 
--- A child script's prelude: the module, a client on the emulator, params.
-local function child(body)
-  return string.format([[
-    local truedy = require "truedy"
-    local KEY, URL = %q, %q
-    local params = { agent_id = %q, phone_number = %q }
-    local function client(options)
-      options = options or {}
-      options.api_key, options.base_url = options.api_key or KEY, options.base_url or URL
-      options.retry_base_delay = 0.01
-      return assert(truedy.new(options))
-    end
-  ]], helper.api_key, helper.base_url, helper.agent.id, helper.to_number) .. body
-end
-
 local function run_child(body, env)
-  local status, output = helper.run_lua(child(body), env)
-  return status, output
+  return helper.run_lua(helper.child_script(body), env)
 end
 
 describe("a client closed while one of its own calls runs", function()
@@ -63,14 +47,9 @@ describe("a client closed while one of its own calls runs", function()
     local status, output = run_child([[
       collectgarbage("setpause", 50) -- collect often: finalizers land everywhere
       local outcomes = {}
-      local newproxy = rawget(_G, "newproxy")
       for _ = 1, 300 do
         local c = client{ max_retries = 0 }
-        if newproxy then -- 5.1 and LuaJIT run __gc on userdata only
-          getmetatable(newproxy(true)).__gc = function() c:close() end
-        else
-          setmetatable({}, { __gc = function() c:close() end })
-        end
+        on_collect(function() c:close() end)
         local ok, res, err = pcall(c.create_call, c, params)
         local what = not ok and "raised: " .. tostring(res)
           or res and "ok" or err.kind

@@ -4,26 +4,7 @@
 -- failure cannot take the whole run down with it.
 local helper = require "spec.support.helper"
 
--- A child script's prelude: the module, a client factory on the emulator.
-local function child(body)
-  return string.format([[
-    local truedy = require "truedy"
-    local KEY, URL = %q, %q
-    local params = { agent_id = %q, phone_number = %q }
-    local function client(options)
-      options = options or {}
-      options.api_key, options.base_url = options.api_key or KEY, options.base_url or URL
-      options.retry_base_delay = options.retry_base_delay or 0.01
-      return assert(truedy.new(options))
-    end
-    local newproxy = rawget(_G, "newproxy")
-    -- an object whose collection runs fn (5.1 and LuaJIT: userdata only)
-    local function on_collect(fn)
-      if newproxy then getmetatable(newproxy(true)).__gc = fn
-      else setmetatable({}, { __gc = fn }) end
-    end
-  ]], helper.api_key, helper.base_url, helper.agent.id, helper.to_number) .. body
-end
+local child = helper.child_script
 
 describe("a start_* method whose client is closed while it reads its arguments", function()
   before_each(helper.reset)
