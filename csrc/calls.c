@@ -300,7 +300,6 @@ static int method_start(lua_State *L) {
         r->state = TD_DONE;
         return td_push_stopped(L, r);
     }
-    r->has_handle = 1;
     r->has_on_done = s.on_done != 0;
     td_anchor_set(L, 1, r->id, hidx); /* in flight: the client holds it */
     td_engine_submit(e, r);

@@ -75,12 +75,9 @@ static void engine_release(td_engine *e) {
     td_free_secret(&e->api_key);
     td_free_secret(&e->auth_line);
     free(e->ua_line);
-    free(e->accept_line);
-    free(e->ctype_line);
-    free(e->expect_line);
     free(e->ca_file);
     free(e->ca_path);
-    e->ua_line = e->accept_line = e->ctype_line = e->expect_line = NULL;
+    e->ua_line = NULL;
     e->ca_file = e->ca_path = NULL;
     free(e->socks);
     e->socks = NULL;
@@ -514,7 +511,6 @@ void td_engine_pause(td_engine *e, double seconds) {
 void td_engine_push_callback(td_engine *e, td_req *r) {
     r->refs++;
     fifo_push(&e->callbacks, &e->callbacks_tail, r);
-    r->in_callbacks = 1;
 }
 
 /* The caller gets the queue's reference. */
@@ -526,7 +522,6 @@ td_req *td_engine_pop_callback(td_engine *e) {
     if (e->callbacks == NULL)
         e->callbacks_tail = NULL;
     r->qnext = NULL;
-    r->in_callbacks = 0;
     return r;
 }
 

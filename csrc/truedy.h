@@ -300,10 +300,9 @@ struct td_req {
     int held;                 /* the engine holds one of those references (submitted, not DONE) */
     unsigned judged;          /* attempts judged: a judgement that ran Lua sees if another did */
     enum td_rstate state;
-    int in_active, in_completed, in_callbacks;
+    int in_active, in_completed;
     const td_endpoint *ep;
     const void *frame;        /* the blocking call waiting for it; NULL for a handle */
-    int has_handle;
     int has_on_done;
     td_slot slot;             /* while an attempt runs */
     int in_multi;
@@ -334,9 +333,6 @@ struct td_engine {
     char *api_key;
     char *auth_line;          /* "Authorization: Bearer ..." */
     char *ua_line;
-    char *accept_line;
-    char *ctype_line;
-    char *expect_line;
     char *ca_file;
     char *ca_path;
     char *base_url;           /* normalised, without trailing slash: for tostring */
