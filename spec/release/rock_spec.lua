@@ -47,6 +47,11 @@ local function require_from_tree(interpreter, tree, abi, dir)
       local file = io.open(path, "rb")
       if file then file:close(); print("truedy from " .. path); break end
     end
+    -- truedy.follow through the module table (loaded from the tree on first read)
+    local follow = truedy.follow
+    assert(type(follow) == "table" and type(follow.start) == "function"
+      and follow == require "truedy.follow", "truedy.follow from the module table")
+    print("module table truedy.follow ok")
     for _, name in ipairs(modules) do
       if name:match("^truedy%%.resty") then
         -- for nginx: installed, and either loading or refusing plainly outside nginx
@@ -76,6 +81,7 @@ local function assert_served(status, output, tree, abi)
   assert.equal(0, status, output)
   assert.matches("truedy from " .. (tree .. "/lib/lua/" .. abi .. "/truedy.so"):gsub("%p", "%%%0"), output)
   for _, name in ipairs(lua_modules()) do assert.matches(name:gsub("%p", "%%%0") .. " ok", output) end
+  assert.matches("module table truedy.follow ok", output, 1, true)
   assert.matches("version %d+%.%d+%.%d+", output)
 end
 
